@@ -1,0 +1,1 @@
+"""gomirror.monitor package."""

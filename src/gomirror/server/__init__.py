@@ -1,0 +1,1 @@
+"""gomirror.server package."""

@@ -1,0 +1,1 @@
+"""gomirror.storage package."""

@@ -1,0 +1,215 @@
+"""upstream.direct is the ``direct`` Upstream: it builds module files from git like the go command.
+
+Contract: :class:`DirectUpstream` implements ``upstream.base.Upstream`` for
+modules that live in git repositories. It finds the repository with
+``upstream.discovery`` (config rules, well-known hosts, ``.git`` qualifiers,
+go-get), mirrors it into a bare cache repository with ``upstream.git`` and
+applies the go command's version rules with ``upstream.vcsrepo``:
+
+- ``list``: canonical semver tags (``+incompatible`` where allowed), no
+  pseudo-versions, retracted versions included; empty body for no tags;
+- ``info``: any query (tag, branch, commit hash, semver, pseudo-version,
+  ``latest``) resolved to a canonical version, with ``Origin`` {VCS, URL,
+  Hash, Ref} for tags and {VCS, URL, Hash} for pseudo-versions (plus
+  ``Subdir`` for modules below the repository root); the URL never carries
+  credentials;
+- ``latest``: the highest non-retracted release, else pre-release, else the
+  default branch's pseudo-version;
+- ``mod`` / ``zip``: only for a canonical version that resolves to itself; the
+  go.mod bytes as committed (or ``module <path>\\n``), and the zip built from
+  ``git archive`` with ``module.modzip.create_zip`` so its ``h1:`` equals the
+  go command's.
+
+Missing modules, versions and invalid version/path combinations raise
+``NotFound`` with the go command's wording; git, network and authentication
+failures raise ``UpstreamError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gomirror.errors import InvalidContent, NotFound
+from gomirror.module import info as modinfo
+from gomirror.module import modzip, paths, pseudo
+from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
+from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
+from gomirror.upstream.vcsrepo import ArchiveFile, CodeRepo, Resolved
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectConfig:
+    """Settings of :class:`DirectUpstream`.
+
+    cache_dir: where bare mirrors (one per repository URL) and temp files live.
+    rules: explicit repository rules, tried first (see ``discovery.RepoRule``).
+    known_hosts: resolve github.com, bitbucket.org ... without network, as Go does.
+    go_get: allow ``?go-get=1`` discovery for other hosts.
+    insecure: GOINSECURE-style patterns: plain http (and no TLS checks) for go-get.
+    tokens: host -> ``user:secret`` (or a bare token, user ``x-access-token``)
+        sent as https basic auth through git's environment, never argv or logs.
+    git_config: a git config file used as GIT_CONFIG_GLOBAL (``url.*.insteadOf``,
+        ssh commands...); system and user config are never read.
+    git_timeout / max_git_processes: per-process timeout and concurrency bound.
+    refs_ttl: how long a repository's ref listing is reused before ``ls-remote``.
+    resolve: host -> ``ip:port`` overrides for go-get requests (split DNS, tests).
+    """
+
+    cache_dir: Path
+    rules: tuple[RepoRule, ...] = ()
+    known_hosts: bool = True
+    go_get: bool = True
+    insecure: str = ""
+    tokens: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    git_config: Path | None = None
+    git_timeout: float = 300.0
+    max_git_processes: int = 8
+    refs_ttl: float = 30.0
+    discovery_timeout: float = 30.0
+    resolve: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+class DirectUpstream:
+    """Builds module files from git (see the module docstring for the contract)."""
+
+    def __init__(self, config: DirectConfig) -> None:
+        self.config = config
+        self._runner = GitRunner(
+            GitSettings(
+                timeout=config.git_timeout,
+                max_processes=config.max_git_processes,
+                git_config=config.git_config,
+                tokens=config.tokens,
+                extra_env=config.extra_env,
+            )
+        )
+        self._discoverer = Discoverer(
+            DiscoverySettings(
+                rules=config.rules,
+                known_hosts=config.known_hosts,
+                go_get=config.go_get,
+                insecure=config.insecure,
+                timeout=config.discovery_timeout,
+                resolve=config.resolve,
+            )
+        )
+        self._repos: dict[str, GitRepo] = {}
+
+    @property
+    def name(self) -> str:
+        """Always ``direct``."""
+        return "direct"
+
+    async def close(self) -> None:
+        """Close the discovery HTTP session (git processes never outlive a call)."""
+        await self._discoverer.close()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    async def _code(self, module: str) -> tuple[CodeRepo, RepoRoot]:
+        paths.check_path(module)
+        root = await self._discoverer.find(module)
+        if root.vcs == "mod":
+            raise NotFound(
+                f"{module}: go-import names module proxy {redact_url(root.url)}, not a repository"
+            )
+        repo = self._repos.get(root.url)
+        if repo is None:
+            repo = GitRepo(
+                self._runner, self.config.cache_dir / "git", root.url, self.config.refs_ttl
+            )
+            self._repos[root.url] = repo
+        return CodeRepo(repo, module, root.root, root.subdir), root
+
+    def _info_bytes(self, code: CodeRepo, resolved: Resolved) -> bytes:
+        origin: dict[str, Any] = {
+            "VCS": "git",
+            "URL": code.git.public_url,
+            "Subdir": code.code_dir,
+            "Hash": resolved.info.name,
+        }
+        if resolved.tag and not pseudo.is_pseudo_version(resolved.version):
+            origin["Ref"] = "refs/tags/" + resolved.tag
+        when = dt.datetime.fromtimestamp(resolved.info.time, tz=dt.UTC)
+        return modinfo.format_info(modinfo.Info(version=resolved.version, time=when, origin=origin))
+
+    async def _exact(self, module: str, version: str) -> tuple[CodeRepo, Resolved]:
+        if version != paths.canonical_version(version):
+            raise NotFound(f"{module}@{version}: invalid version: version is not canonical")
+        code, _ = await self._code(module)
+        resolved = await code.stat(version)
+        if resolved.version != version:
+            raise NotFound(f"{module}@{version}: invalid version: resolves to {resolved.version}")
+        return code, resolved
+
+    # -- Upstream -----------------------------------------------------------------------
+
+    async def list(self, module: str) -> bytes:
+        """Tagged versions, one per line."""
+        code, _ = await self._code(module)
+        versions = await code.versions()
+        return "".join(v + "\n" for v in versions).encode()
+
+    async def info(self, module: str, query: str) -> bytes:
+        """Resolve query and describe the version."""
+        code, _ = await self._code(module)
+        return self._info_bytes(code, await code.stat(query))
+
+    async def latest(self, module: str) -> bytes:
+        """The ``@latest`` answer."""
+        code, _ = await self._code(module)
+        return self._info_bytes(code, await code.latest())
+
+    async def mod(self, module: str, version: str) -> bytes:
+        """The go.mod of a canonical version."""
+        code, _ = await self._exact(module, version)
+        return await code.gomod(version)
+
+    async def zip(self, module: str, version: str, dst: Path) -> None:
+        """Build the module zip of a canonical version into dst."""
+        code, _ = await self._exact(module, version)
+        tmp_root = self.config.cache_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="archive-", dir=tmp_root))
+        try:
+            files, archive = await code.archive_files(version, tmp / "archive.zip")
+            result = await asyncio.to_thread(_create, dst, module, version, files, archive)
+            log.info("direct zip built", extra={"module": module, "version": version, "h1": result})
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
+
+
+def _create(dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path) -> str:
+    """Run create_zip over the archive's files (in a worker thread); return the h1."""
+    with zipfile.ZipFile(archive) as zf:
+
+        def opener(f: ArchiveFile) -> modzip.ZipFile:
+            kind = modzip.FileKind(f.kind)
+            if f.data is not None:
+                return modzip.ZipFile.from_bytes(f.path, f.data, kind)
+            member = f.member
+
+            def open_member() -> BinaryIO:
+                return zf.open(member)  # type: ignore[return-value]
+
+            return modzip.ZipFile(f.path, f.size, open_member, kind)
+
+        inputs = [opener(f) for f in files]
+        try:
+            with dst.open("wb") as out:
+                return modzip.create_zip(out, module, version, inputs).h1
+        except InvalidContent as exc:
+            dst.unlink(missing_ok=True)
+            raise NotFound(f"{module}@{version}: create zip: {exc}") from None

@@ -1,0 +1,472 @@
+"""upstream.git runs the ``git`` CLI for direct mode: one bare cache repository per remote URL.
+
+Contract: :class:`GitRunner` starts every git process (bounded concurrency, a
+timeout that kills the whole process group, an isolated environment that reads
+no system or user configuration except an explicitly configured global config
+file, credentials passed through the environment only, and stderr scrubbed of
+URL userinfo). :class:`GitRepo` mirrors one remote into a bare repository
+under the cache directory (the directory name is a hash of the URL) and answers
+the questions the version resolver asks: the remote's refs, what a revision
+is, whether one commit descends from another, the highest tag merged into a
+commit, a file's bytes at a commit, and a ``git archive`` zip of a commit.
+
+Remote failures become domain errors: a repository that does not exist raises
+``NotFound``; an authentication failure raises ``UpstreamError`` naming only
+the host and path; anything else raises ``UpstreamError`` with sanitized text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import signal
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from gomirror.errors import NotFound, UpstreamError
+
+log = logging.getLogger(__name__)
+
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+_MIN_HASH_DIGITS = 7
+_ATTRIBUTES = "\n* -export-subst -export-ignore\n"
+_STDERR_LIMIT = 4096
+
+_NOT_FOUND_MARKERS = (
+    "repository not found",
+    "does not appear to be a git repository",
+    "not found",
+    "no such file or directory",
+    "404",
+)
+_AUTH_MARKERS = (
+    "authentication failed",
+    "could not read username",
+    "could not read password",
+    "permission denied",
+    "403",
+    "401",
+    "terminal prompts disabled",
+)
+
+
+def redact_url(url: str) -> str:
+    """Return url without any userinfo (``https://user:tok@h/p`` -> ``https://h/p``)."""
+    return _USERINFO_RE.sub(r"\1", url)
+
+
+def url_label(url: str) -> str:
+    """Return ``host/path`` of a remote URL, secret-free, for error messages."""
+    parsed = urllib.parse.urlsplit(url)
+    host = parsed.hostname or ""
+    path = parsed.path.strip("/")
+    return f"{host}/{path}" if host else path
+
+
+def is_hex(s: str) -> bool:
+    """Report whether s is non-empty lowercase hexadecimal."""
+    return bool(_HEX_RE.match(s))
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSettings:
+    """How to run git: limits, timeouts and the environment it sees."""
+
+    timeout: float = 300.0
+    max_processes: int = 8
+    git_config: Path | None = None
+    tokens: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    git_binary: str = "git"
+
+
+class GitError(Exception):
+    """A git process exited non-zero; stderr has been sanitized."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"git {' '.join(args[:2])}: exit {returncode}: {stderr.strip()}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefSnapshot:
+    """The remote's refs at one moment (``taken`` is a monotonic timestamp)."""
+
+    refs: Mapping[str, str]
+    raw: Mapping[str, str]
+    taken: float
+
+    @property
+    def head(self) -> str:
+        """The commit the remote's ``HEAD`` (default branch) points at, or ""."""
+        return self.refs.get("HEAD", "")
+
+    @property
+    def sha256(self) -> bool:
+        """Whether the repository uses 64-digit SHA-256 object names."""
+        return any(len(h) == 64 for h in self.refs.values())
+
+    def raw_heads_and_tags(self) -> dict[str, str]:
+        """The unpeeled branch and tag refs, as ``git for-each-ref`` shows them locally."""
+        return {k: v for k, v in self.raw.items() if k.startswith(("refs/heads/", "refs/tags/"))}
+
+    def tags(self, prefix: str = "") -> list[tuple[str, str]]:
+        """(tag name, commit) pairs whose name starts with prefix, sorted by name."""
+        out = [
+            (ref[len("refs/tags/") :], h)
+            for ref, h in self.refs.items()
+            if ref.startswith("refs/tags/" + prefix)
+        ]
+        out.sort()
+        return out
+
+
+def parse_ls_remote(text: str, taken: float) -> RefSnapshot:
+    """Parse ``git ls-remote`` output (``<hash>\\t<ref>`` lines) into a snapshot."""
+    refs: dict[str, str] = {}
+    raw: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 2:
+            continue
+        h, ref = fields
+        base = ref.removesuffix("^{}")
+        if base != "HEAD" and not base.startswith(("refs/heads/", "refs/tags/")):
+            continue
+        if ref.endswith("^{}"):
+            refs[base] = h  # the peeled commit wins over the tag object, in any order
+        else:
+            raw[ref] = h
+            refs.setdefault(ref, h)
+    return RefSnapshot(refs=refs, raw=raw, taken=taken)
+
+
+@dataclasses.dataclass(frozen=True)
+class RevInfo:
+    """One commit as the version resolver sees it."""
+
+    name: str  # full commit hash
+    short: str  # 12-digit prefix used in pseudo-versions
+    time: int  # committer time, Unix seconds
+    tags: tuple[str, ...]  # tags pointing at this commit, sorted
+    version: str  # the queried tag if it is one of tags, else the full hash
+    ref: str = ""  # the ref the query resolved through (refs/tags/..., refs/heads/..., HEAD)
+
+    @property
+    def datetime(self) -> dt.datetime:
+        """The committer time as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.time, tz=dt.UTC)
+
+
+class GitRunner:
+    """Starts git processes with bounded concurrency, timeouts and a clean environment."""
+
+    def __init__(self, settings: GitSettings) -> None:
+        self.settings = settings
+        self._sem = asyncio.Semaphore(max(1, settings.max_processes))
+        self._secrets: list[str] = []
+        self._env = self._build_env()
+
+    def _build_env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ("PATH", "HOME", "SSH_AUTH_SOCK") if k in os.environ}
+        env.update(
+            {
+                "LANG": "C",
+                "LC_ALL": "C",
+                "GIT_TERMINAL_PROMPT": "0",
+                "GCM_INTERACTIVE": "never",
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": str(self.settings.git_config or os.devnull),
+                "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+                "GIT_ASKPASS": "",
+                "SSH_ASKPASS": "",
+            }
+        )
+        count = 0
+        for host, cred in sorted(self.settings.tokens.items()):
+            user, sep, secret = cred.partition(":")
+            if not sep:
+                user, secret = "x-access-token", cred
+            basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            self._secrets += [x for x in (secret, basic) if x]
+            env[f"GIT_CONFIG_KEY_{count}"] = f"http.https://{host}/.extraHeader"
+            env[f"GIT_CONFIG_VALUE_{count}"] = f"Authorization: Basic {basic}"
+            count += 1
+        if count:
+            env["GIT_CONFIG_COUNT"] = str(count)
+        env.update(self.settings.extra_env)
+        return env
+
+    def sanitize(self, text: str) -> str:
+        """Strip URL userinfo and any configured secret from text."""
+        text = redact_url(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[-_STDERR_LIMIT:]
+
+    async def run(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: Path | None = None,
+        cwd: Path | None = None,
+        stdout_path: Path | None = None,
+        ok_codes: tuple[int, ...] = (0,),
+    ) -> tuple[int, bytes]:
+        """Run ``git args``; return (exit code, stdout) or raise GitError / UpstreamError."""
+        env = dict(self._env)
+        if git_dir is not None:
+            env["GIT_DIR"] = str(git_dir)
+        async with self._sem:
+            started = time.monotonic()
+            out_fd = -1
+            if stdout_path is not None:
+                out_fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    self.settings.git_binary,
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out_fd if out_fd >= 0 else asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    cwd=str(cwd) if cwd else None,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise UpstreamError(f"cannot run git: {exc.strerror}") from None
+            finally:
+                if out_fd >= 0:
+                    os.close(out_fd)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError, asyncio.CancelledError):
+                    await proc.wait()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.warning("git timeout", extra={"cmd": args[0], "timeout": self.settings.timeout})
+                raise UpstreamError(
+                    f"git {args[0]} timed out after {self.settings.timeout:g}s"
+                ) from None
+            code = proc.returncode if proc.returncode is not None else -1
+            log.debug(
+                "git run",
+                extra={"cmd": args[0], "code": code, "duration": time.monotonic() - started},
+            )
+        if code not in ok_codes:
+            raise GitError(args, code, self.sanitize((err or b"").decode("utf-8", "replace")))
+        return code, out or b""
+
+
+def _classify_remote_error(exc: GitError, url: str) -> Exception:
+    """Map a failed network git command to NotFound / auth UpstreamError / UpstreamError."""
+    low = exc.stderr.lower()
+    label = url_label(url)
+    if any(m in low for m in _AUTH_MARKERS):
+        return UpstreamError(f"authentication failed for {label}")
+    if any(m in low for m in _NOT_FOUND_MARKERS):
+        return NotFound(f"repository {label} not found")
+    first = exc.stderr.strip().splitlines()[-1:] or ["git failed"]
+    return UpstreamError(f"git error for {label}: {first[0]}")
+
+
+class GitRepo:
+    """A bare mirror of one remote, refreshed at most once per ``refs_ttl`` seconds."""
+
+    def __init__(self, runner: GitRunner, cache_dir: Path, url: str, refs_ttl: float) -> None:
+        self.runner = runner
+        self.url = url
+        self.public_url = redact_url(url)
+        digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+        self.dir = cache_dir / digest
+        self._refs_ttl = refs_ttl
+        self._lock = asyncio.Lock()
+        self._snapshot: RefSnapshot | None = None
+        self._stat_cache: dict[str, RevInfo] = {}
+        self._file_cache: dict[tuple[str, str], bytes | None] = {}
+
+    async def _git(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, bytes]:
+        return await self.runner.run(args, git_dir=self.dir, ok_codes=ok_codes)
+
+    async def _init(self) -> None:
+        if (self.dir / "objects").is_dir():
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        await self.runner.run(["init", "--bare", "--quiet", str(self.dir)])
+        await self._git("config", "remote.origin.url", self.url)
+
+    async def refs(self, *, fresh: bool = False) -> RefSnapshot:
+        """Return the remote's refs, mirrored locally; re-list when stale or fresh=True."""
+        async with self._lock:
+            snap = self._snapshot
+            now = time.monotonic()
+            if snap is not None and not fresh and now - snap.taken < self._refs_ttl:
+                return snap
+            await self._init()
+            try:
+                _, out = await self._git("ls-remote", "-q", "--end-of-options", "origin")
+            except GitError as exc:
+                raise _classify_remote_error(exc, self.url) from None
+            snap = parse_ls_remote(out.decode("utf-8", "replace"), now)
+            if await self._local_refs() != snap.raw_heads_and_tags():
+                await self._fetch(snap)
+            self._snapshot = snap
+            self._stat_cache = {}
+            return snap
+
+    async def _local_refs(self) -> dict[str, str]:
+        _, out = await self._git(
+            "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"
+        )
+        result: dict[str, str] = {}
+        for line in out.decode("utf-8", "replace").splitlines():
+            h, _, ref = line.partition(" ")
+            if ref:
+                result[ref] = h
+        return result
+
+    async def _fetch(self, snap: RefSnapshot) -> None:
+        specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        if snap.head:
+            specs.append("+HEAD:refs/gomirror/HEAD")
+        try:
+            await self._git(
+                "fetch", "-q", "-f", "--prune", "--no-tags", "--end-of-options", "origin", *specs
+            )
+            if (self.dir / "shallow").exists():
+                await self._git("fetch", "-q", "--unshallow", "-f", "--end-of-options", "origin")
+        except GitError as exc:
+            raise _classify_remote_error(exc, self.url) from None
+
+    async def _log1(self, rev: str) -> tuple[str, int] | None:
+        code, out = await self._git(
+            "-c", "log.showsignature=false", "log", "--no-decorate", "-n1",
+            "--format=format:%H %ct", "--end-of-options", rev, "--",
+            ok_codes=(0, 128, 129),
+        )  # fmt: skip
+        fields = out.decode("ascii", "replace").split()
+        if code != 0 or len(fields) < 2 or not is_hex(fields[0]):
+            return None
+        return fields[0], int(fields[1])
+
+    async def stat(self, rev: str) -> RevInfo:
+        """Resolve a tag, branch, ``HEAD`` or hash prefix to a commit (``git.go``'s stat)."""
+        snap = await self.refs()
+        cached = self._stat_cache.get(rev)
+        if cached is not None:
+            return cached
+        ref = ""
+        target = rev
+        hexlen = 64 if snap.sha256 else 40
+        looks_hash = _MIN_HASH_DIGITS <= len(rev) <= hexlen and is_hex(rev)
+        if snap.refs.get("refs/tags/" + rev):
+            ref, target = "refs/tags/" + rev, snap.refs["refs/tags/" + rev]
+        elif snap.refs.get("refs/heads/" + rev):
+            ref, target = "refs/heads/" + rev, snap.refs["refs/heads/" + rev]
+        elif rev == "HEAD" and snap.head:
+            ref, target = "HEAD", snap.head
+        elif looks_hash:
+            found = ""
+            for name, h in sorted(snap.refs.items()):
+                if h.startswith(rev):
+                    if found and found != h:
+                        raise NotFound(f"ambiguous revision {rev}")
+                    found = h
+                    ref = ref or name
+            target = found or rev
+        else:
+            raise NotFound(f"unknown revision {rev}")
+        logged = await self._log1(target)
+        if logged is None:
+            raise NotFound(f"unknown revision {rev}")
+        full, ctime = logged
+        tags = sorted(
+            {
+                n[len("refs/tags/") :]
+                for n, h in snap.refs.items()
+                if h == full and n.startswith("refs/tags/")
+            }
+        )
+        info = RevInfo(
+            name=full,
+            short=full[:12],
+            time=ctime,
+            tags=tuple(tags),
+            version=rev if rev in tags else full,
+            ref=ref if ref != full else "",
+        )
+        self._stat_cache[rev] = info
+        return info
+
+    async def read_file(self, commit: str, file: str) -> bytes | None:
+        """Return the bytes of file at commit (a full hash), or None if it does not exist."""
+        key = (commit, file)
+        if key in self._file_cache:
+            return self._file_cache[key]
+        code, out = await self._git(
+            "cat-file", "--end-of-options", "blob", f"{commit}:{file}", ok_codes=(0, 128)
+        )
+        data = out if code == 0 else None
+        if len(self._file_cache) > 4096:
+            self._file_cache.clear()
+        self._file_cache[key] = data
+        return data
+
+    async def merged_tags(self, commit: str, prefix: str) -> list[str]:
+        """Tag names starting with prefix whose commits are ancestors of (or equal to) commit."""
+        await self.refs()
+        _, out = await self._git(
+            "for-each-ref", "--format=%(refname)", f"--merged={commit}", "refs/tags"
+        )
+        names = (
+            line.strip().removeprefix("refs/tags/")
+            for line in out.decode("utf-8", "replace").splitlines()
+        )
+        return [n for n in names if n.startswith(prefix)]
+
+    async def descends_from(self, commit: str, tag: str) -> bool:
+        """Report whether tag is an ancestor of (or equal to) commit."""
+        code, _ = await self._git(
+            "merge-base", "--is-ancestor", "--", tag, commit, ok_codes=(0, 1, 128)
+        )
+        return code == 0
+
+    async def archive(self, commit: str, subdir: str, dst: Path) -> None:
+        """Write ``git archive --format=zip --prefix=prefix/ commit [subdir]`` into dst."""
+        async with self._lock:
+            await asyncio.to_thread(self._ensure_attributes)
+        args = [
+            "-c", "core.autocrlf=input", "-c", "core.eol=lf", "archive", "--format=zip",
+            "--prefix=prefix/", "--end-of-options", commit,
+        ]  # fmt: skip
+        if subdir:
+            args.append(subdir)
+        try:
+            await self.runner.run(args, git_dir=self.dir, stdout_path=dst)
+        except GitError as exc:
+            if "did not match any files" in exc.stderr:
+                raise NotFound(f"directory {subdir} not found at {commit[:12]}") from None
+            raise UpstreamError(f"git archive failed: {exc.stderr.strip()[:200]}") from None
+
+    def _ensure_attributes(self) -> None:
+        info = self.dir / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        path = info / "attributes"
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if not current.endswith(_ATTRIBUTES):
+            with path.open("a", encoding="utf-8") as f:
+                f.write(_ATTRIBUTES)

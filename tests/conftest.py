@@ -1,0 +1,8 @@
+"""Root pytest configuration: puts tests/ on sys.path so tests can import support."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

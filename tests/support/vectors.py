@@ -1,0 +1,24 @@
+"""vectors loads ../shared/vectors.json, the known-answer cases computed by Go's own code."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VECTORS_PATH = PROJECT_ROOT.parent / "shared" / "vectors.json"
+
+
+@functools.cache
+def load_vectors() -> dict[str, Any]:
+    """Return the parsed vectors file (cached: it is read-only)."""
+    with VECTORS_PATH.open(encoding="utf-8") as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+def group(name: str) -> Any:
+    """Return one top-level group of the vectors, e.g. ``group("semver")``."""
+    return load_vectors()[name]

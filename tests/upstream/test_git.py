@@ -1,0 +1,214 @@
+"""test_git covers upstream.git: mirroring, refresh, revision lookup, errors, secrets and timeouts.
+
+Remote failures are produced by a loopback aiohttp server speaking just enough
+HTTP for git (401, 404, a request that never answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gomirror.errors import NotFound, UpstreamError
+from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, parse_ls_remote, redact_url
+from support.gitrepos import GitWorld, RepoBuilder
+
+
+def make_repo(world: GitWorld, tmp: Path, name: str, ttl: float = 0.0, **kw: Any) -> GitRepo:
+    runner = GitRunner(GitSettings(git_config=world.git_config, **kw))
+    return GitRepo(runner, tmp / "cache", f"https://github.com/{name}", ttl)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> GitWorld:
+    return GitWorld(tmp_path / "world")
+
+
+@pytest.fixture
+def repo(world: GitWorld) -> RepoBuilder:
+    r = world.repo("acme/g")
+    r.commit({"go.mod": "module github.com/acme/g\n", "a.go": "package g\n"})
+    r.tag("v1.0.0", annotated=True)
+    r.commit({"b.go": "package g\n"})
+    return r
+
+
+def test_parse_ls_remote_unwraps_annotated_tags() -> None:
+    text = (
+        "aaa\tHEAD\nbbb\trefs/heads/main\nccc\trefs/tags/v1\n"
+        "ddd\trefs/tags/v1^{}\neee\trefs/pull/1/head\n"
+    )
+    snap = parse_ls_remote(text, 0.0)
+    assert dict(snap.refs) == {"HEAD": "aaa", "refs/heads/main": "bbb", "refs/tags/v1": "ddd"}
+    assert snap.raw_heads_and_tags() == {"refs/heads/main": "bbb", "refs/tags/v1": "ccc"}
+    assert snap.tags() == [("v1", "ddd")]
+
+
+def test_stat_resolves_tags_branches_and_hashes(
+    world: GitWorld, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    g = make_repo(world, tmp_path, "acme/g")
+    tagged = repo.git("rev-parse", "v1.0.0^{commit}").strip()
+
+    async def run() -> None:
+        info = await g.stat("v1.0.0")
+        assert (info.name, info.tags, info.version, info.ref) == (
+            tagged,
+            ("v1.0.0",),
+            "v1.0.0",
+            "refs/tags/v1.0.0",
+        )
+        head = await g.stat("main")
+        assert head.name == repo.head() and head.version == repo.head()
+        assert head.ref == "refs/heads/main" and head.short == repo.head()[:12]
+        assert (await g.stat(tagged[:7])).name == tagged
+        assert (await g.stat(tagged)).name == tagged
+        with pytest.raises(NotFound, match="unknown revision nope"):
+            await g.stat("nope")
+        with pytest.raises(NotFound, match="unknown revision"):
+            await g.stat("0" * 40)
+        assert await g.read_file(tagged, "go.mod") == b"module github.com/acme/g\n"
+        assert await g.read_file(tagged, "b.go") is None
+        assert await g.descends_from(repo.head(), "refs/tags/v1.0.0")
+        assert await g.merged_tags(repo.head(), "v") == ["v1.0.0"]
+
+    asyncio.run(run())
+
+
+def test_refresh_sees_new_and_deleted_tags(
+    world: GitWorld, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    g = make_repo(world, tmp_path, "acme/g")
+
+    async def run() -> None:
+        assert [t for t, _ in (await g.refs()).tags()] == ["v1.0.0"]
+        repo.tag("v1.1.0")
+        repo.git("tag", "-d", "v1.0.0")
+        snap = await g.refs()
+        assert [t for t, _ in snap.tags()] == ["v1.1.0"]
+        local = repo.git("tag", "-l").split()
+        assert local == ["v1.1.0"]
+        assert await g.merged_tags(repo.head(), "") == ["v1.1.0"]
+
+    asyncio.run(run())
+
+
+def test_refs_are_reused_within_ttl(world: GitWorld, repo: RepoBuilder, tmp_path: Path) -> None:
+    g = make_repo(world, tmp_path, "acme/g", ttl=3600.0)
+
+    async def run() -> None:
+        first = await g.refs()
+        repo.tag("v9.0.0")
+        assert await g.refs() is first
+        assert "refs/tags/v9.0.0" in (await g.refs(fresh=True)).refs
+
+    asyncio.run(run())
+
+
+def test_archive_neutralises_attributes(world: GitWorld, repo: RepoBuilder, tmp_path: Path) -> None:
+    g = make_repo(world, tmp_path, "acme/g")
+
+    async def run() -> None:
+        await g.refs()
+        dst = tmp_path / "a.zip"
+        await g.archive(repo.head(), "", dst)
+        await g.archive(repo.head(), "", dst)
+        assert (g.dir / "info" / "attributes").read_text() == "\n* -export-subst -export-ignore\n"
+        assert dst.stat().st_size > 0
+        with pytest.raises(NotFound):
+            await g.archive(repo.head(), "missing-dir", dst)
+
+    asyncio.run(run())
+
+
+def test_missing_repository_is_not_found(world: GitWorld, tmp_path: Path) -> None:
+    g = make_repo(world, tmp_path, "acme/absent")
+    with pytest.raises(NotFound, match=r"repository github\.com/acme/absent not found"):
+        asyncio.run(g.refs())
+
+
+def test_redact_url() -> None:
+    assert (
+        redact_url("fatal: https://bob:s3cret@h.example/x failed")
+        == "fatal: https://h.example/x failed"
+    )
+
+
+def test_tokens_travel_in_environment_only(tmp_path: Path) -> None:
+    runner = GitRunner(
+        GitSettings(tokens={"git.corp.example": "bob:s3cret", "h2.example": "tok-abcdef"})
+    )
+
+    async def run() -> str:
+        args = ["config", "--get-urlmatch", "http.extraheader", "https://git.corp.example/x.git"]
+        _, out = await runner.run(args, cwd=tmp_path)
+        return out.decode().strip()
+
+    assert asyncio.run(run()) == "Authorization: Basic Ym9iOnMzY3JldA=="
+    assert runner.sanitize("token s3cret and tok-abcdef leaked") == "token *** and *** leaked"
+
+
+async def with_git_server(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    body: Callable[[int], Awaitable[Any]],
+) -> Any:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        return await body(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
+def run_against(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], url: str, tmp: Path, **kw: Any
+) -> Exception:
+    async def body(port: int) -> Exception:
+        g = GitRepo(GitRunner(GitSettings(**kw)), tmp / "cache", url.format(port=port), 0.0)
+        try:
+            await g.refs()
+        except (NotFound, UpstreamError) as exc:
+            return exc
+        raise AssertionError("refs() should have failed")
+
+    result: Exception = asyncio.run(with_git_server(handler, body))
+    return result
+
+
+def test_auth_failure_names_repo_without_credentials(tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="git"'})
+
+    for url in ("http://127.0.0.1:{port}/acme/x", "http://bob:s3cret@127.0.0.1:{port}/acme/x"):
+        err = run_against(handler, url, tmp_path)
+        assert type(err) is UpstreamError
+        assert str(err) == "authentication failed for 127.0.0.1/acme/x"
+
+
+def test_http_404_is_not_found(tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    err = run_against(handler, "http://127.0.0.1:{port}/acme/x", tmp_path)
+    assert isinstance(err, NotFound)
+
+
+def test_timeout_kills_git(tmp_path: Path) -> None:
+    never = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response(status=500)
+
+    err = run_against(handler, "http://127.0.0.1:{port}/slow", tmp_path, timeout=1.0)
+    assert type(err) is UpstreamError
+    assert "timed out" in str(err)
