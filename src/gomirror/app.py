@@ -85,9 +85,12 @@ class App:
         public = Chain(links, policy=cfg.policy, observer=metrics.observe_upstream)
         if not cfg.private:
             return lambda module: public
+        # Private modules go only to direct: never to a mirror (GONOPROXY semantics).
         if direct is None:
             direct = build_direct(cfg)
-        private = Chain([Link(direct, False, True)], policy=cfg.policy, observer=metrics.observe_upstream)
+        private = Chain(
+            [Link(direct, False, True)], policy=cfg.policy, observer=metrics.observe_upstream
+        )
         patterns = cfg.private
         return lambda module: private if match_prefix_patterns(patterns, module) else public
 

@@ -57,6 +57,8 @@ class Config:
     git_concurrency: int = 4
     direct_rules: tuple[tuple[str, str], ...] = ()
     goget_insecure: str = ""
+    git_config: Path | None = None
+    git_tokens: tuple[str, ...] = ()
     log_level: str = "info"
     access_log: bool = True
     workers: int = 1
@@ -192,6 +194,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("git_concurrency", _parse_int, "git processes run at once in direct mode"),
     Setting("direct_rules", _parse_rules, "repository rules for direct mode: `PATTERN=URL-TEMPLATE` (`{path}` is the matched path), `;`-separated in env, a table in TOML"),
     Setting("goget_insecure", _parse_str, "module path patterns whose `?go-get=1` discovery may use plain http (GOINSECURE syntax)"),
+    Setting("git_config", lambda v: Path(_parse_str(v)).expanduser(), "git config file for direct mode (`url.<base>.insteadOf`, `core.sshCommand`, credential helpers); the user's own git config is never read"),
+    Setting("git_tokens", _parse_str_list, "`HOST=TOKEN` (or `HOST=USER:SECRET`) credentials for https git hosts, `;`-separated in env; sent to git through its environment, never logged"),
     Setting("log_level", _parse_choice(LOG_LEVELS), "log level"),
     Setting("access_log", _parse_bool, "write one log line per request"),
     Setting("workers", _parse_int, "server processes sharing the listening port and the cache"),

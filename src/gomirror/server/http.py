@@ -80,7 +80,7 @@ class Server:
         seconds = time.monotonic() - started
         self.metrics.requests.labels(endpoint, str(resp.status)).inc()
         self.metrics.request_seconds.labels(endpoint).observe(seconds)
-        size = resp.content_length or 0
+        size = request.get("bytes", resp.content_length or 0)
         self.metrics.bytes_served.labels(endpoint).inc(size)
         if self.access_log_enabled:
             access_log.info(
@@ -123,6 +123,7 @@ class Server:
         if req.endpoint == "zip":
             z = await svc.zip(req.module, req.version)
             request["cache"] = z.cache
+            request["bytes"] = z.size
             headers = {
                 "Content-Type": R.ZIP,
                 "Cache-Control": R.IMMUTABLE_CACHE,

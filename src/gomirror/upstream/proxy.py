@@ -44,7 +44,7 @@ class UpstreamRejected(UpstreamError):
 
 def url_path(module: str, suffix: str) -> str:
     """The escaped URL path for a module file, as the go command builds it."""
-    return quote(escape_path(module), safe="/$&+:=@") + suffix
+    return "/" + quote(escape_path(module), safe="/$&+:=@") + suffix
 
 
 def version_element(version: str) -> str:
