@@ -21,7 +21,9 @@ def test_embedded_defaults_need_no_configuration() -> None:
 
 def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     f = tmp_path / "g.toml"
-    f.write_text('listen = "127.0.0.1:9000"\nmutable_ttl = 5\npolicy = "failover"\nupstream = "https://a.example"\n')
+    f.write_text(
+        'listen = "127.0.0.1:9000"\nmutable_ttl = 5\npolicy = "failover"\nupstream = "https://a.example"\n'
+    )
     cfg = load_config(
         config_file=f,
         env={"GOMIRROR_MUTABLE_TTL": "7", "GOMIRROR_UPSTREAM": "https://b.example"},

@@ -115,9 +115,7 @@ class App:
             mutable_ttl=cfg.mutable_ttl,
             negative_ttl=cfg.negative_ttl,
         )
-        server = Server(
-            self.service, metrics, sumdb=passthrough, access_log_enabled=cfg.access_log
-        )
+        server = Server(self.service, metrics, sumdb=passthrough, access_log_enabled=cfg.access_log)
         self.runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
         await self.runner.setup()
         sock = _listen_socket(cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1)
@@ -126,8 +124,12 @@ class App:
         await site.start()
         log.info(
             "listening",
-            extra={"version": __version__, "addr": f"{cfg.listen_host}:{self.port}",
-                   "cache_dir": str(cfg.cache_dir), "upstream": cfg.upstream},
+            extra={
+                "version": __version__,
+                "addr": f"{cfg.listen_host}:{self.port}",
+                "cache_dir": str(cfg.cache_dir),
+                "upstream": cfg.upstream,
+            },
         )
 
     async def stop(self) -> None:
@@ -147,7 +149,9 @@ def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise ConfigError(f"invalid setting listen: cannot listen on {host}:{port}: {e.strerror}") from None
+        raise ConfigError(
+            f"invalid setting listen: cannot listen on {host}:{port}: {e.strerror}"
+        ) from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock

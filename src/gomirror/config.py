@@ -178,24 +178,66 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("listen", _parse_listen, "address to serve on, HOST:PORT", ("listen_host", "listen_port")),
+    Setting(
+        "listen", _parse_listen, "address to serve on, HOST:PORT", ("listen_host", "listen_port")
+    ),
     Setting("cache_dir", lambda v: Path(_parse_str(v)).expanduser(), "disk cache directory"),
-    Setting("upstream", _parse_upstream, "upstream list in GOPROXY syntax (`,` and `|`, `off`, `direct`)"),
-    Setting("policy", _parse_choice(POLICIES), "`go`: Go's list semantics; `failover`: also fall through on 5xx, 429, timeouts and refused connections after a `,`"),
+    Setting(
+        "upstream",
+        _parse_upstream,
+        "upstream list in GOPROXY syntax (`,` and `|`, `off`, `direct`)",
+    ),
+    Setting(
+        "policy",
+        _parse_choice(POLICIES),
+        "`go`: Go's list semantics; `failover`: also fall through on 5xx, 429, timeouts and refused connections after a `,`",
+    ),
     Setting("connect_timeout", _parse_float, "seconds to wait for an upstream connection"),
     Setting("read_timeout", _parse_float, "seconds an upstream may stay silent while sending"),
-    Setting("retry_after_max", _parse_float, "longest `Retry-After` (s) on a 429 that is waited out once; longer ones skip the upstream until then"),
+    Setting(
+        "retry_after_max",
+        _parse_float,
+        "longest `Retry-After` (s) on a 429 that is waited out once; longer ones skip the upstream until then",
+    ),
     Setting("mutable_ttl", _parse_float, "seconds `list`, `@latest` and query answers stay fresh"),
     Setting("negative_ttl", _parse_float, "seconds a not-found answer is remembered"),
-    Setting("sumdb", _parse_str_list, "checksum databases in GOSUMDB syntax (`name+key [URL]`, `sum.golang.org`, or `off`); `;`-separated in env"),
-    Setting("nosumdb", _parse_str, "module path patterns (GONOSUMDB syntax) never looked up in the checksum database"),
-    Setting("private", _parse_str, "module path patterns (GOPRIVATE syntax) fetched only with `direct`, never from mirrors or the checksum database"),
+    Setting(
+        "sumdb",
+        _parse_str_list,
+        "checksum databases in GOSUMDB syntax (`name+key [URL]`, `sum.golang.org`, or `off`); `;`-separated in env",
+    ),
+    Setting(
+        "nosumdb",
+        _parse_str,
+        "module path patterns (GONOSUMDB syntax) never looked up in the checksum database",
+    ),
+    Setting(
+        "private",
+        _parse_str,
+        "module path patterns (GOPRIVATE syntax) fetched only with `direct`, never from mirrors or the checksum database",
+    ),
     Setting("git_timeout", _parse_float, "seconds one git command may run in direct mode"),
     Setting("git_concurrency", _parse_int, "git processes run at once in direct mode"),
-    Setting("direct_rules", _parse_rules, "repository rules for direct mode: `PATTERN=URL-TEMPLATE` (`{path}` is the matched path), `;`-separated in env, a table in TOML"),
-    Setting("goget_insecure", _parse_str, "module path patterns whose `?go-get=1` discovery may use plain http (GOINSECURE syntax)"),
-    Setting("git_config", lambda v: Path(_parse_str(v)).expanduser(), "git config file for direct mode (`url.<base>.insteadOf`, `core.sshCommand`, credential helpers); the user's own git config is never read"),
-    Setting("git_tokens", _parse_str_list, "`HOST=TOKEN` (or `HOST=USER:SECRET`) credentials for https git hosts, `;`-separated in env; sent to git through its environment, never logged"),
+    Setting(
+        "direct_rules",
+        _parse_rules,
+        "repository rules for direct mode: `PATTERN=URL-TEMPLATE`; the elements the pattern matches are the repository root, and the template may use `{root}` (that root), `{host}` (its first element) and `{path}` (the rest); `;`-separated in env, a table in TOML",
+    ),
+    Setting(
+        "goget_insecure",
+        _parse_str,
+        "module path patterns whose `?go-get=1` discovery may use plain http (GOINSECURE syntax)",
+    ),
+    Setting(
+        "git_config",
+        lambda v: Path(_parse_str(v)).expanduser(),
+        "git config file for direct mode (`url.<base>.insteadOf`, `core.sshCommand`, credential helpers); the user's own git config is never read",
+    ),
+    Setting(
+        "git_tokens",
+        _parse_str_list,
+        "`HOST=TOKEN` (or `HOST=USER:SECRET`) credentials for https git hosts, `;`-separated in env; sent to git through its environment, never logged",
+    ),
     Setting("log_level", _parse_choice(LOG_LEVELS), "log level"),
     Setting("access_log", _parse_bool, "write one log line per request"),
     Setting("workers", _parse_int, "server processes sharing the listening port and the cache"),

@@ -19,7 +19,9 @@ class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname.lower()} {record.name} {record.getMessage()}"
         fields = [
-            f"{k}={_quote(v)}" for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+            f"{k}={_quote(v)}"
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD and not k.startswith("_")
         ]
         line = base + (" " + " ".join(fields) if fields else "")
         if record.exc_info:

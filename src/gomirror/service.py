@@ -22,9 +22,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-from gomirror.errors import GomirrorError, InvalidContent, NotFound, UpstreamError, VerificationError
+from gomirror.errors import (
+    GomirrorError,
+    InvalidContent,
+    NotFound,
+    UpstreamError,
+    VerificationError,
+)
 from gomirror.module import semver
 from gomirror.module.dirhash import hash_gomod
 from gomirror.module.gomod import check_gomod_module
@@ -41,6 +47,7 @@ from gomirror.upstream.chain import Chain
 log = logging.getLogger(__name__)
 
 NEGATIVE_CACHE_SIZE = 10_000
+T = TypeVar("T")
 Kind = Literal["zip", "mod"]
 
 
@@ -251,7 +258,10 @@ class Service:
 
         try:
             fetched = await chain.fetch(
-                f"{module}@{version}.zip", "zip", call, validate,
+                f"{module}@{version}.zip",
+                "zip",
+                call,
+                validate,
                 self._bad_content_hook(module, version, "zip"),
             )
             meta = dict(holder["meta"], upstream=fetched.upstream, fetched=time.time())
@@ -284,7 +294,10 @@ class Service:
             if again is not None:
                 return Answer(again, "hit")
             fetched = await self._router(module).fetch(
-                f"{module}@{version}.{endpoint}", endpoint, call, validate,
+                f"{module}@{version}.{endpoint}",
+                endpoint,
+                call,
+                validate,
                 self._bad_content_hook(module, version, endpoint),
             )
             await self.storage.put_bytes(key, fetched.value)
@@ -337,7 +350,7 @@ class Service:
             self._metrics.cache.labels(endpoint, "negative").inc()
             raise type(err)(*err.args)
 
-    async def _remember_not_found(self, key: str, aw: Awaitable[Any]) -> Any:
+    async def _remember_not_found(self, key: str, aw: Awaitable[T]) -> T:
         try:
             return await aw
         except NotFound as e:
@@ -366,8 +379,9 @@ class Service:
 
 
 def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
-    if is_dataclass(verdict) and not isinstance(verdict, type):
-        return asdict(verdict)
+    obj: Any = verdict
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
     return {"verified": verdict.verified}
 
 
@@ -389,5 +403,3 @@ def _check_info(body: bytes, module: str, requested: str | None) -> None:
         raise InvalidContent(
             f"proxy returned info for version {info.version} instead of requested version {requested}"
         )
-
-

@@ -59,9 +59,7 @@ def sumdb_routes(spec: SumdbSpec, upstream: str) -> list[str]:
     """Where to reach a database: its explicit URL, else every mirror's pass-through, then direct."""
     if spec.url:
         return [spec.url]
-    mirrors = [
-        f"{e.target}/sumdb/{spec.name}" for e in parse_goproxy(upstream) if not e.is_keyword
-    ]
+    mirrors = [f"{e.target}/sumdb/{spec.name}" for e in parse_goproxy(upstream) if not e.is_keyword]
     return [*mirrors, f"https://{spec.name}"]
 
 
@@ -82,7 +80,8 @@ class PrivateGuard:
                 module = ""
             if module and match_prefix_patterns(self._private, module):
                 return RawAnswer(
-                    404, "text/plain; charset=utf-8",
+                    404,
+                    "text/plain; charset=utf-8",
                     b"not found: private module paths are never sent to a checksum database\n",
                     "no-store",
                 )

@@ -43,11 +43,18 @@ class GomirrorProcess:
         self.cache_dir = cache_dir or tmp / "cache"
         self.log_path = tmp / f"gomirror-{self.port}.log"
         args = [
-            sys.executable, "-m", "gomirror.cli.main", "serve",
-            "--listen", f"127.0.0.1:{self.port}",
-            "--cache-dir", str(self.cache_dir),
-            "--upstream", upstream,
-            "--log-level", "debug",
+            sys.executable,
+            "-m",
+            "gomirror.cli.main",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--cache-dir",
+            str(self.cache_dir),
+            "--upstream",
+            upstream,
+            "--log-level",
+            "debug",
         ]
         if sumdb is not None:
             args += ["--sumdb", sumdb]

@@ -39,5 +39,8 @@ def test_bad_lists(value: str, needle: str) -> None:
 
 
 def test_redact_url_drops_credentials() -> None:
-    assert redact_url("https://user:secret@mirror.example:8443/goproxy") == "https://mirror.example:8443/goproxy"
+    assert (
+        redact_url("https://user:secret@mirror.example:8443/goproxy")
+        == "https://mirror.example:8443/goproxy"
+    )
     assert redact_url("https://mirror.example") == "https://mirror.example"

@@ -15,7 +15,9 @@ from gomirror.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gomirror", description="A verifying, caching Go module proxy.")
+    p = argparse.ArgumentParser(
+        prog="gomirror", description="A verifying, caching Go module proxy."
+    )
     p.add_argument("--version", action="version", version=f"gomirror {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     from gomirror.cli import serve, verify

@@ -48,15 +48,37 @@ class EventRecorder:
         self, upstream: str, module: str, version: str, file: str, err: GomirrorError
     ) -> Event:
         if isinstance(err, ChecksumMismatch):
-            ev = Event("checksum_mismatch", upstream, module, version, file, str(err).split("\n")[0],
-                       err.expected, err.got, time.time())
+            ev = Event(
+                "checksum_mismatch",
+                upstream,
+                module,
+                version,
+                file,
+                str(err).split("\n")[0],
+                err.expected,
+                err.got,
+                time.time(),
+            )
         else:
-            ev = Event("invalid_content", upstream, module, version, file,
-                       str(err).split("\n")[0][:500], time=time.time())
+            ev = Event(
+                "invalid_content",
+                upstream,
+                module,
+                version,
+                file,
+                str(err).split("\n")[0][:500],
+                time=time.time(),
+            )
         log.warning(
             "upstream content rejected",
-            extra={"event": ev.kind, "upstream": upstream, "module": module,
-                   "version": version, "file": file, "detail": ev.detail},
+            extra={
+                "event": ev.kind,
+                "upstream": upstream,
+                "module": module,
+                "version": version,
+                "file": file,
+                "detail": ev.detail,
+            },
         )
         self._metrics.tamper_events.labels(upstream, ev.kind).inc()
         key = f"{EVENTS_PREFIX}{time.strftime('%Y-%m-%d', time.gmtime(ev.time))}/{int(ev.time * 1000)}-{uuid.uuid4().hex[:8]}.json"

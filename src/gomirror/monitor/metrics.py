@@ -22,36 +22,54 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "gomirror_requests", "Requests served, by endpoint and HTTP status.",
-            ["endpoint", "status"], registry=r,
+            "gomirror_requests",
+            "Requests served, by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=r,
         )
         self.request_seconds = Histogram(
-            "gomirror_request_duration_seconds", "Time to answer a request (headers sent).",
-            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+            "gomirror_request_duration_seconds",
+            "Time to answer a request (headers sent).",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.cache = Counter(
-            "gomirror_cache", "Cache lookups, by endpoint and result (hit, miss, stale, negative).",
-            ["endpoint", "result"], registry=r,
+            "gomirror_cache",
+            "Cache lookups, by endpoint and result (hit, miss, stale, negative).",
+            ["endpoint", "result"],
+            registry=r,
         )
         self.bytes_served = Counter(
-            "gomirror_bytes_served", "Response body bytes sent, by endpoint.",
-            ["endpoint"], registry=r,
+            "gomirror_bytes_served",
+            "Response body bytes sent, by endpoint.",
+            ["endpoint"],
+            registry=r,
         )
         self.upstream_requests = Counter(
-            "gomirror_upstream_requests", "Requests to upstreams, by upstream, operation and outcome.",
-            ["upstream", "op", "outcome"], registry=r,
+            "gomirror_upstream_requests",
+            "Requests to upstreams, by upstream, operation and outcome.",
+            ["upstream", "op", "outcome"],
+            registry=r,
         )
         self.upstream_seconds = Histogram(
-            "gomirror_upstream_duration_seconds", "Upstream request latency, by upstream and operation.",
-            ["upstream", "op"], buckets=LATENCY_BUCKETS, registry=r,
+            "gomirror_upstream_duration_seconds",
+            "Upstream request latency, by upstream and operation.",
+            ["upstream", "op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.tamper_events = Counter(
-            "gomirror_tamper_events", "Upstream content rejected as tampered or invalid.",
-            ["upstream", "kind"], registry=r,
+            "gomirror_tamper_events",
+            "Upstream content rejected as tampered or invalid.",
+            ["upstream", "kind"],
+            registry=r,
         )
         self.verifications = Counter(
-            "gomirror_verifications", "Checksum database verifications, by result.",
-            ["result"], registry=r,
+            "gomirror_verifications",
+            "Checksum database verifications, by result.",
+            ["result"],
+            registry=r,
         )
 
     def observe_upstream(self, upstream: str, op: str, outcome: str, seconds: float) -> None:

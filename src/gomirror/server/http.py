@@ -108,7 +108,7 @@ class Server:
                 return await self._sumdb(req)
             request["endpoint"] = req.endpoint
             return await self._module(request, req)
-        except Exception as e:  # noqa: BLE001 - the one error→HTTP boundary
+        except Exception as e:
             if not isinstance(e, GomirrorError):
                 log.exception("unhandled error", extra={"path": raw})
             ans = R.error_answer(e)
@@ -151,7 +151,9 @@ class Server:
         request["cache"] = ans.cache
         headers = {
             "Content-Type": content_type,
-            "Cache-Control": R.mutable_cache(self.service.mutable_ttl) if mutable else R.IMMUTABLE_CACHE,
+            "Cache-Control": R.mutable_cache(self.service.mutable_ttl)
+            if mutable
+            else R.IMMUTABLE_CACHE,
             "X-Gomirror-Cache": ans.cache,
         }
         if ans.cache == "stale":

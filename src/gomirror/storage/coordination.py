@@ -39,10 +39,12 @@ class SingleFlight:
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(fut)
 
-    async def _run(self, key: str, fn: Callable[[], Awaitable[T]], fut: asyncio.Future[Any]) -> None:
+    async def _run(
+        self, key: str, fn: Callable[[], Awaitable[T]], fut: asyncio.Future[Any]
+    ) -> None:
         try:
             value = await fn()
-        except BaseException as e:  # noqa: BLE001 - handed to every waiter
+        except BaseException as e:
             if not fut.done():
                 fut.set_exception(e)
             # Mark retrieved so asyncio does not warn when nobody awaited it.
