@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -87,6 +88,7 @@ class ZipAnswer:
     cache: str
 
 
+@functools.lru_cache(maxsize=65536)
 def is_canonical_for(module: str, version: str) -> bool:
     """True if version is a canonical version valid for module (the ``.info`` hard rule)."""
     if not semver.is_valid(version) or canonical_version(version) != version:
@@ -208,10 +210,11 @@ class Service:
         self._check_negative(key, "zip")
 
         async def fetch() -> ZipAnswer:
-            again = await self._zip_from_storage(key)
-            if again is not None:
-                return again
-            await self._fetch_zip(module, version, key)
+            async with self.storage.lock(key):
+                again = await self._zip_from_storage(key)
+                if again is not None:
+                    return again
+                await self._fetch_zip(module, version, key)
             stored = await self._zip_from_storage(key)
             if stored is None:  # pragma: no cover - storage lost a just-written object
                 raise UpstreamError(f"{module}@{version}.zip vanished from the cache after writing")
@@ -290,6 +293,10 @@ class Service:
         self._check_negative(key, endpoint)
 
         async def fetch() -> Answer:
+            async with self.storage.lock(key):
+                return await fetch_locked()
+
+        async def fetch_locked() -> Answer:
             again = await self.storage.get(key)
             if again is not None:
                 return Answer(again, "hit")

@@ -37,12 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        pass
+    # The stock asyncio loop on purpose: uvloop has no loop.sendfile, so aiohttp
+    # would copy every zip through a thread pool (measured in docs/benchmarks.md:
+    # 20 MB zips went from ~0.6x to ~1.0x nginx without uvloop).
     asyncio.run(_main(config))
 
 

@@ -74,7 +74,7 @@ class EventRecorder:
             extra={
                 "event": ev.kind,
                 "upstream": upstream,
-                "module": module,
+                "mod": module,  # "module" is a reserved LogRecord attribute: it would raise
                 "version": version,
                 "file": file,
                 "detail": ev.detail,

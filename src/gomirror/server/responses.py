@@ -52,6 +52,12 @@ def error_body(message: str) -> bytes:
     for ln in lines:
         ln = "".join(c if c.isprintable() else "?" for c in ln)
         if size + len(ln.encode()) + 1 > MAX_BODY_BYTES:
+            # Cut the line that does not fit rather than drop it: a long first
+            # line is usually the one sentence the user needs.
+            room = MAX_BODY_BYTES - size - 1
+            cut = ln.encode()[:room].decode("utf-8", "ignore")
+            if cut:
+                out.append(cut)
             break
         out.append(ln)
         size += len(ln.encode()) + 1

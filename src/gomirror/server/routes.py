@@ -10,6 +10,7 @@ path and version with Go's rules. Syntax errors raise ``InvalidRequest``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
@@ -53,6 +54,7 @@ def decode_path(raw_path: str) -> str:
         raise InvalidRequest("request path is not valid UTF-8") from None
 
 
+@functools.lru_cache(maxsize=65536)  # pure; the go command repeats paths a lot
 def parse_path(raw_path: str) -> ModuleRequest | SumdbRequest:
     """Parse a raw request path (see the module docstring)."""
     path = decode_path(raw_path).lstrip("/")

@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,6 +67,15 @@ class Storage(Protocol):
 
     def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Iterate over every key starting with prefix, in no particular order."""
+        ...
+
+    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
+        """An exclusive lock on key shared by every process using this storage.
+
+        Held while fetching key from upstream, so that several processes (or
+        instances) sharing the cache fetch a missing file once. In-process
+        callers are already deduplicated by ``SingleFlight``.
+        """
         ...
 
     def temp_dir(self) -> Path:

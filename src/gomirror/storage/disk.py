@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -24,6 +26,8 @@ from gomirror.errors import StorageError
 from gomirror.storage.base import ObjectInfo
 
 TMP_SUBDIR = "_gomirror/tmp"
+LOCK_SUBDIR = "_gomirror/locks"
+LOCK_POLL_SECONDS = 0.01
 STALE_TMP_SECONDS = 3600.0
 
 
@@ -73,6 +77,25 @@ class DiskStorage:
 
     def temp_dir(self) -> Path:
         return self._tmp
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """A cross-process lock: ``flock`` on a per-key file, polled so no thread blocks."""
+        check_key(key)
+        lock_dir = self.root / LOCK_SUBDIR
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(LOCK_POLL_SECONDS)  # another process is fetching key
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def new_temp_path(self, suffix: str = "") -> Path:
         return self._tmp / f"{uuid.uuid4().hex}{suffix}"

@@ -288,7 +288,8 @@ class SumdbClient:
         if h == older.hash:
             return
         lines = [
-            "SECURITY ERROR",
+            # The first line is all most error paths show: name the inconsistency there.
+            f"SECURITY ERROR: {self.name} tree#{older.n} is inconsistent with tree#{newer.n}",
             "go.sum database server misbehavior detected!",
             "",
             f"old database:\n\t{_indent(older_msg)}",

@@ -186,7 +186,9 @@ class DirectUpstream:
         try:
             files, archive = await code.archive_files(version, tmp / "archive.zip")
             result = await asyncio.to_thread(_create, dst, module, version, files, archive)
-            log.info("direct zip built", extra={"module": module, "version": version, "h1": result})
+            log.info(
+                "direct zip built", extra={"mod_path": module, "version": version, "h1": result}
+            )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
 
