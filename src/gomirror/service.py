@@ -370,6 +370,11 @@ class Service:
         except VerificationError:
             self._metrics.verifications.labels("failed").inc()
             raise
+        except (NotFound, UpstreamError) as e:
+            # Reported as a verification failure so the chain does not blame the mirror.
+            self._metrics.verifications.labels("failed").inc()
+            first = str(e).split("\n", 1)[0]
+            raise VerificationError(f"checksum database unavailable: {first}") from e
         self._metrics.verifications.labels("verified" if verdict.verified else "skipped").inc()
         return verdict
 

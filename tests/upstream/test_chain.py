@@ -12,7 +12,15 @@ from typing import TypeVar
 import aiohttp
 import pytest
 
-from gomirror.errors import GomirrorError, Gone, InvalidContent, NotFound, UpstreamError
+from gomirror.errors import (
+    ChecksumMismatch,
+    GomirrorError,
+    Gone,
+    InvalidContent,
+    NotFound,
+    SumdbError,
+    UpstreamError,
+)
 from gomirror.upstream.base import Upstream
 from gomirror.upstream.chain import Chain, Fetched, Link, OffUpstreamError
 from gomirror.upstream.proxy import HttpUpstream, UpstreamRejected, UpstreamUnavailable
@@ -201,6 +209,38 @@ def test_bad_content_is_reported_and_falls_through_whatever_the_separator(
     assert got.upstream == b.url
     assert b"v1.0.0" in got.value
     assert bad == [(a.url, f"{a.url}: wrong version")]
+
+
+def test_checksum_mismatch_blames_the_mirror_and_falls_through(
+    sims: list[UpstreamSimulator],
+) -> None:
+    a, b, _ = sims
+    a.add_fault(INFO, replace_body=b'{"Version":"v1.0.0","Time":"2001-01-01T00:00:00Z"}')
+
+    async def validate(up: Upstream, body: bytes) -> None:
+        if b"2001" in body:
+            raise ChecksumMismatch(M, V, "zip", "h1:good=", "h1:bad=")
+
+    bad: list[tuple[str, str]] = []
+    got = run_chain([(a, ","), (b, ",")], validate=validate, bad=bad)
+    assert got.upstream == b.url
+    assert [u for u, _ in bad] == [a.url]
+
+
+def test_checksum_database_failure_stops_the_chain_and_blames_no_mirror(
+    sims: list[UpstreamSimulator],
+) -> None:
+    """A misbehaving sumdb is not the mirror's fault; asking more mirrors cannot help."""
+    a, b, _ = sims
+
+    async def validate(up: Upstream, body: bytes) -> None:
+        raise SumdbError("SECURITY ERROR: tree#5 is inconsistent with tree#9")
+
+    bad: list[tuple[str, str]] = []
+    err = expect_error(SumdbError, validate=validate, bad=bad)([(a, "|"), (b, "|")])
+    assert "inconsistent" in str(err)
+    assert bad == []
+    assert b.count("*") == 0
 
 
 def test_bad_content_everywhere_is_invalid_content(sims: list[UpstreamSimulator]) -> None:

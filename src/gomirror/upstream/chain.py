@@ -118,10 +118,14 @@ class Chain:
                 value = await call(up)
                 if validate is not None:
                     await validate(up, value)
-            except (InvalidContent, VerificationError) as e:
+            except (InvalidContent, ChecksumMismatch) as e:
                 err = e
                 if on_bad_content is not None:
                     await on_bad_content(up.name, e)
+            except VerificationError as e:
+                # The checksum database failed (unreachable, fork, unknown version):
+                # not this mirror's fault, and asking the next mirror cannot help.
+                err = e
             except (NotFound, UpstreamError) as e:
                 err = e
             finally:
@@ -133,12 +137,14 @@ class Chain:
             log.debug("upstream attempt failed", extra={"upstream": up.name, "what": what})
             if isinstance(err, OffUpstreamError):
                 break
+            if isinstance(err, VerificationError) and not isinstance(err, ChecksumMismatch):
+                break
             if not self._falls_through(link, err):
                 break
         raise self._final_error(what, attempts)
 
     def _falls_through(self, link: Link, err: GomirrorError) -> bool:
-        if isinstance(err, NotFound | InvalidContent | VerificationError):
+        if isinstance(err, NotFound | InvalidContent | ChecksumMismatch):
             return True
         if link.fallback_on_error:
             return True
