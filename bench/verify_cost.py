@@ -10,13 +10,16 @@ latency applies to both. For each latency (default 0 and 150 ms):
 1. Warm the tiles: one ``gomirror serve --sumdb "<key> <url>"`` serves a go client
    once; then everything in its cache except ``sumdb/`` and ``_gomirror/sumdb/`` is
    deleted and the rest kept as a template.
-2. Runs alternate ``verified`` (``--sumdb "<key> <url>"``) and ``unverified``
-   (``--sumdb off``). Each run copies the template into a fresh gomirror cache, starts
+   The template thus holds the tiles *and* the cached ``lookup/`` answers.
+2. Runs alternate ``verified`` (``--sumdb "<key> <url>"``, template as is),
+   ``verified, lookups cold`` (same, but ``sumdb/<name>/lookup/`` removed from the copy,
+   so only the tiles are warm and every module costs one ``/lookup`` upstream) and
+   ``unverified`` (``--sumdb off``). Each run copies the template into a fresh gomirror cache, starts
    gomirror (``--workers 1``) and times ``go mod download -json all`` with a fresh
    GOMODCACHE (the go command: GOSUMDB=off, GOFLAGS=-modcacherw).
 
-Reported: medians, the ratio verified/unverified, and how many sumdb requests the
-verified runs sent upstream (0 means verification was answered from the warm cache).
+Reported: medians, the ratios to unverified, and how many sumdb requests each
+mode sent upstream over all its runs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from support.simulator import SUBPATH, UpstreamSimulator
 from support.sumdb_server import TestSumdb
 
 KEEP = ("sumdb", "_gomirror/sumdb")
+VERIFIED, LOOKUPS_COLD, UNVERIFIED = "verified", "verified, lookups cold", "unverified"
+MODES = (VERIFIED, LOOKUPS_COLD, UNVERIFIED)
 
 
 class VerifyBench:
@@ -64,7 +69,7 @@ class VerifyBench:
         self.sim.stop()
 
     def sumdb_requests(self) -> int:
-        return self.sim.count(f"/sumdb/{self.db.name}/*")
+        return int(self.sim.count(f"/sumdb/{self.db.name}/*"))
 
     def _go(self, d: Path, proxy: str) -> float:
         go = GoRunner(d, proxy)  # fresh GOMODCACHE; GOSUMDB=off, GOFLAGS=-modcacherw
@@ -95,11 +100,15 @@ class VerifyBench:
             raise RuntimeError(f"no sumdb state in {cache}: was anything verified?")
         return t
 
-    def measure(self, verified: bool) -> float:
-        label = "verified" if verified else "unverified"
+    def measure(self, mode: str) -> tuple[float, int]:
+        """Seconds for one cold download in ``mode`` and the sumdb requests it caused."""
         cache = self.tmp / f"cache-{self.n + 1:03d}"
         shutil.copytree(self.template, cache)
-        return self._run(label, self.spec if verified else "off", cache)
+        if mode == LOOKUPS_COLD:
+            shutil.rmtree(cache / "sumdb" / self.db.name / "lookup", ignore_errors=True)
+        before = self.sumdb_requests()
+        t = self._run(mode.split(",")[0], "off" if mode == UNVERIFIED else self.spec, cache)
+        return t, self.sumdb_requests() - before
 
 
 def main() -> int:
@@ -122,44 +131,40 @@ def main() -> int:
         args.modules, prefix="example.com/graph", fanout=2, seed=1, go_version="1.16"
     )
     top = Path(tempfile.mkdtemp(prefix="gomirror-bench-verify-"))
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, tuple[dict[str, list[float]], dict[str, int]]] = {}  # latency -> runs, reqs
     try:
         for latency in args.latency:
             ms = f"{latency * 1000:.0f} ms"
             b = VerifyBench(top / ms.replace(" ", ""), corpus, paths[0], latency)
             try:
                 print(f"latency {ms}: warming tiles ({b.warm_tiles():.2f}s)")
-                before = b.sumdb_requests()
-                res: dict[str, list[float]] = {"verified": [], "unverified": []}
+                res: dict[str, list[float]] = {m: [] for m in MODES}
+                reqs = dict.fromkeys(MODES, 0)
                 for i in range(runs):
-                    for verified in (True, False):  # alternate
-                        key = "verified" if verified else "unverified"
-                        res[key].append(b.measure(verified))
-                        print(f"  round {i + 1}: {key} {res[key][-1]:.2f}s")
+                    for mode in MODES:  # alternate
+                        t, n = b.measure(mode)
+                        res[mode].append(t)
+                        reqs[mode] += n
+                        print(f"  round {i + 1}: {mode} {t:.2f}s ({n} sumdb requests)")
                         sys.stdout.flush()
-                during = b.sumdb_requests() - before
             finally:
                 b.close()
-            v, u = median(res["verified"]), median(res["unverified"])
-            out[ms] = {"runs": res, "verified": v, "unverified": u, "sumdb_requests": during}
+            out[ms] = (res, reqs)
     finally:
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
     print()
-    print(
-        f"| latency | verified s (runs) | unverified s (runs) | ratio | sumdb requests ({runs} verified runs) |"
-    )
-    print("|---|---|---|---|---|")
-    for ms, r in out.items():
-        runs_ = r["runs"]
-        assert isinstance(runs_, dict)
-        v, u = float(str(r["verified"])), float(str(r["unverified"]))
-        vs = ", ".join(f"{x:.2f}" for x in runs_["verified"])
-        us = ", ".join(f"{x:.2f}" for x in runs_["unverified"])
-        print(f"| {ms} | {v:.2f} ({vs}) | {u:.2f} ({us}) | {v / u:.2f}x | {r['sumdb_requests']} |")
+    print(f"| latency | mode | median s | runs | vs unverified | sumdb requests ({runs} runs) |")
+    print("|---|---|---|---|---|---|")
+    for ms, (res, reqs) in out.items():
+        med = {m: median(res[m]) for m in MODES}
+        for m in MODES:
+            all_ = ", ".join(f"{x:.2f}" for x in res[m])
+            ratio = med[m] / med[UNVERIFIED]
+            print(f"| {ms} | {m} | {med[m]:.2f} | {all_} | {ratio:.2f}x | {reqs[m]} |")
     print(f"\n{args.modules} modules; runs {runs} (median); total {clock():.0f}s")
     if args.json:
-        args.json.write_text(json.dumps(out))
+        args.json.write_text(json.dumps({k: {"runs": r, "sumdb": n} for k, (r, n) in out.items()}))
     return 0
 
 
