@@ -80,6 +80,7 @@ class App:
                     connect_timeout=cfg.connect_timeout,
                     read_timeout=cfg.read_timeout,
                     retry_after_max=cfg.retry_after_max,
+                    timeout_park=cfg.timeout_park,
                 )
             links.append(Link(up, entry.fallback_on_error, entry.target == "direct"))
         public = Chain(links, policy=cfg.policy, observer=metrics.observe_upstream)

@@ -48,6 +48,7 @@ class Config:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     retry_after_max: float = 2.0
+    timeout_park: float = 30.0
     mutable_ttl: float = 60.0
     negative_ttl: float = 30.0
     sumdb: tuple[str, ...] = ("sum.golang.org",)
@@ -198,6 +199,11 @@ SETTINGS: tuple[Setting, ...] = (
         "retry_after_max",
         _parse_float,
         "longest `Retry-After` (s) on a 429 that is waited out once; longer ones skip the upstream until then",
+    ),
+    Setting(
+        "timeout_park",
+        _parse_float,
+        "seconds an upstream that timed out is skipped (fails at once), so a hanging mirror costs one timeout, not one per request",
     ),
     Setting("mutable_ttl", _parse_float, "seconds `list`, `@latest` and query answers stay fresh"),
     Setting("negative_ttl", _parse_float, "seconds a not-found answer is remembered"),

@@ -115,6 +115,40 @@ def test_failover_policy_falls_through_after_comma(
         assert bad.count(f"/{QUOTE}/@v/{V}.zip") == 1
 
 
+# --------------------------------------------------------------------------- timeouts
+
+
+def test_hanging_mirror_times_out_and_is_parked(e2e_corpus: Corpus, start_sim, start_gomirror):
+    """A mirror that accepts and never answers costs one read timeout, then is skipped."""
+    hang, good = start_sim(), start_sim()
+    hang.add_fault("*", hang=True)
+    mirror = start_gomirror(
+        f"{hang.url}|{good.url}",
+        env={"GOMIRROR_READ_TIMEOUT": "1", "GOMIRROR_TIMEOUT_PARK": "300"},
+    )
+    started = time.monotonic()
+    status, _, body = mirror.get(f"/{QUOTE}/@v/{V}.info")
+    first = time.monotonic() - started
+    assert status == 200 and json.loads(body)["Version"] == V
+    assert first >= 0.9  # the read timeout was waited out once
+    started = time.monotonic()
+    status, _, _ = mirror.get(f"/{QUOTE}/@v/{V}.mod")
+    assert status == 200
+    assert time.monotonic() - started < first  # parked: no second wait
+    assert hang.count("*") == 1  # the parked mirror was not asked again
+    assert good.count(f"/{QUOTE}/@v/{V}.mod") == 1
+
+
+def test_hanging_mirror_after_comma_is_a_504_with_text(start_sim, start_gomirror):
+    hang = start_sim()
+    hang.add_fault("*", hang=True)
+    mirror = start_gomirror(hang.url, env={"GOMIRROR_READ_TIMEOUT": "0.5"})
+    status, headers, body = mirror.get(f"/{QUOTE}/@v/{V}.info")
+    assert status == 504
+    assert headers["Content-Type"].startswith("text/plain")
+    assert b"timed out" in body
+
+
 # --------------------------------------------------------------------------- stale-if-error
 
 

@@ -7,6 +7,8 @@ It speaks the client side of the protocol exactly as the go command does
 ``UpstreamError`` (``UpstreamTimeout``/``UpstreamUnavailable`` subclasses say
 which, so a failover policy can treat them as transient). A 429 with a short
 ``Retry-After`` is waited out once; a longer one parks the mirror until then.
+A timeout parks the mirror for ``timeout_park`` seconds: meanwhile it fails at
+once, so a hanging mirror costs one timeout rather than one per request.
 Zips are streamed to disk and cut off past Go's 500 MiB limit.
 """
 
@@ -75,6 +77,7 @@ class HttpUpstream:
         connect_timeout: float,
         read_timeout: float,
         retry_after_max: float = 2.0,
+        timeout_park: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._name = redact_url(self.base_url)
@@ -84,6 +87,8 @@ class HttpUpstream:
         )
         self._retry_after_max = retry_after_max
         self._parked_until = 0.0
+        self._park_reason = ""
+        self._timeout_park = timeout_park
 
     @property
     def name(self) -> str:
@@ -112,6 +117,10 @@ class HttpUpstream:
     async def close(self) -> None:
         """Nothing to release: the session belongs to the composition root."""
 
+    def _park(self, seconds: float, reason: str) -> None:
+        self._parked_until = time.monotonic() + seconds
+        self._park_reason = reason
+
     async def _get_small(self, path: str) -> bytes:
         body = await self._get(path, dst=None, limit=MAX_SMALL_BYTES)
         assert body is not None
@@ -121,7 +130,7 @@ class HttpUpstream:
         now = time.monotonic()
         if now < self._parked_until:
             raise UpstreamUnavailable(
-                f"{self._name}: rate limited (429), retrying after {self._parked_until - now:.0f}s"
+                f"{self._name}: {self._park_reason}, retrying after {self._parked_until - now:.0f}s"
             )
         for attempt in (1, 2):
             try:
@@ -130,7 +139,7 @@ class HttpUpstream:
                 if attempt == 1 and r.seconds <= self._retry_after_max:
                     await asyncio.sleep(r.seconds)
                     continue
-                self._parked_until = time.monotonic() + r.seconds
+                self._park(r.seconds, "rate limited (429)")
                 raise UpstreamUnavailable(f"{self._name}{path}: 429 Too Many Requests") from None
         raise AssertionError("unreachable")
 
@@ -164,6 +173,9 @@ class HttpUpstream:
                     raise UpstreamUnavailable(msg)
                 raise UpstreamRejected(msg)
         except TimeoutError:
+            # A mirror that stalls once usually stalls again: skip it for a while so
+            # each request does not pay the full timeout; afterwards requests flow again.
+            self._park(self._timeout_park, "timed out recently")
             raise UpstreamTimeout(f"{shown}: timed out") from None
         except aiohttp.TooManyRedirects:
             raise UpstreamRejected(f"{shown}: too many redirects") from None
