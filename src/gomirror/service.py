@@ -68,6 +68,10 @@ class Verifier(Protocol):
 
     async def check(self, module: str, version: str, kind: Kind, h1: str) -> Verdict: ...
 
+    async def prefetch(self, module: str, version: str) -> None:
+        """Warm the lookup for module@version; never raises (``check`` reports errors)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -148,6 +152,7 @@ class Service:
         self.mutable_ttl = mutable_ttl
         self._negative = NegativeCache(negative_ttl)
         self.flights = SingleFlight()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- endpoints -------------------------------------------------------
 
@@ -197,9 +202,14 @@ class Service:
             meta = {"h1": h1, "verdict": _verdict_dict(verdict), "upstream": up.name}
             await self._put_json(key + ".json", dict(meta, fetched=time.time()))
 
-        return await self._immutable_small(
-            "mod", key, module, version, lambda up: up.mod(module, version), validate
-        )
+        async def call(up: Upstream) -> bytes:
+            if not started:
+                started.append(True)
+                self._prefetch_lookup(module, version)
+            return await up.mod(module, version)
+
+        started: list[bool] = []
+        return await self._immutable_small("mod", key, module, version, call, validate)
 
     async def zip(self, module: str, version: str) -> ZipAnswer:
         key = f"{escape_path(module)}/@v/{escape_version(version)}.zip"
@@ -242,6 +252,7 @@ class Service:
         tmp_dir = self.storage.temp_dir()
         chain = self._router(module)
         holder: dict[str, Any] = {}
+        self._prefetch_lookup(module, version)
 
         async def call(up: Upstream) -> Path:
             dst = tmp_dir / f"dl-{id(holder)}-{time.monotonic_ns()}.zip"
@@ -377,6 +388,12 @@ class Service:
             raise VerificationError(f"checksum database unavailable: {first}") from e
         self._metrics.verifications.labels("verified" if verdict.verified else "skipped").inc()
         return verdict
+
+    def _prefetch_lookup(self, module: str, version: str) -> None:
+        """Start the checksum-database lookup while the upstream fetch runs (saves a round trip)."""
+        task = asyncio.get_running_loop().create_task(self._verifier.prefetch(module, version))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _bad_content_hook(
         self, module: str, version: str, file: str

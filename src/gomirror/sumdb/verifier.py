@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from gomirror.errors import ChecksumMismatch, ConfigError, NotFound, VerificationError
+from gomirror.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    GomirrorError,
+    NotFound,
+    VerificationError,
+)
 from gomirror.module.paths import match_prefix_patterns
 from gomirror.sumdb.client import SumdbClient
 from gomirror.sumdb.note import KeyFormatError, parse_verifier
@@ -97,6 +103,9 @@ class NoVerifier:
     async def check(self, module: str, version: str, kind: Kind, h1: str) -> Verdict:
         return Verdict(False, None, None, "skipped: checksum database disabled (GOSUMDB=off)")
 
+    async def prefetch(self, module: str, version: str) -> None:
+        """Nothing to warm: nothing is checked."""
+
 
 class SumdbVerifier:
     """Checks h1 hashes against one checksum database (see the module docstring)."""
@@ -108,6 +117,15 @@ class SumdbVerifier:
     def skips(self, module: str) -> bool:
         """Report whether module matches the no-sumdb patterns (and is never looked up)."""
         return module != ALWAYS_VERIFIED and match_prefix_patterns(self.nosumdb, module)
+
+    async def prefetch(self, module: str, version: str) -> None:
+        """Start the lookup early (while the upstream fetch runs); errors surface in check."""
+        if self.skips(module):
+            return  # never sent to the database
+        try:
+            await self.client.lookup(module, version)
+        except (GomirrorError, OSError):
+            pass  # check() repeats the lookup and reports the failure
 
     async def check(self, module: str, version: str, kind: Kind, h1: str) -> Verdict:
         """Verify h1 for the zip or go.mod of module@version; raise on any doubt."""
