@@ -100,3 +100,19 @@ def test_crash_leftovers_are_never_served_and_are_swept(tmp_path: Path) -> None:
     os.utime(partial, (old, old))
     DiskStorage(root)  # a restart sweeps old temp files
     assert not partial.exists()
+
+
+def test_rewritten_or_removed_objects_are_never_served_from_memory(tmp_path: Path) -> None:
+    """DiskStorage keeps small objects in memory; a changed file must win over that copy."""
+    disk = DiskStorage(tmp_path / "cache")
+    key = "m.example/a/@v/v1.0.0.info"
+    run(disk.put_bytes(key, b'{"Version":"v1.0.0"}'))
+    assert run(disk.get(key)) == b'{"Version":"v1.0.0"}'
+    assert run(disk.get(key)) == b'{"Version":"v1.0.0"}'  # served from memory
+    run(disk.put_bytes(key, b'{"Version":"v1.0.1"}'))  # same size, new content
+    assert run(disk.get(key)) == b'{"Version":"v1.0.1"}'
+    # Changed in place by another process (e.g. an operator), not through DiskStorage.
+    disk.path(key).write_bytes(b'{"Version":"v1.0.2","Time":"x"}')
+    assert run(disk.get(key)) == b'{"Version":"v1.0.2","Time":"x"}'
+    disk.path(key).unlink()
+    assert run(disk.get(key)) is None

@@ -17,8 +17,10 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat as stat_module
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from gomirror.storage.base import ObjectInfo
 TMP_SUBDIR = "_gomirror/tmp"
 LOCK_SUBDIR = "_gomirror/locks"
 LOCK_POLL_SECONDS = 0.01
+SMALL_FILE_BYTES = 64 << 10  # .info, .mod and lists; zips are sent with sendfile instead
+MEMO_BYTES = 32 << 20
 STALE_TMP_SECONDS = 3600.0
 
 
@@ -58,6 +62,10 @@ class DiskStorage:
         except OSError as e:
             raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from None
         self._sweep_tmp()
+        # Small objects read recently, keyed by path and checked against a fresh stat
+        # (inode, mtime, size), so a replaced or deleted file is never served from here.
+        self._memo: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = OrderedDict()
+        self._memo_bytes = 0
 
     def _sweep_tmp(self) -> None:
         cutoff = time.time() - STALE_TMP_SECONDS
@@ -103,13 +111,32 @@ class DiskStorage:
     async def get(self, key: str) -> bytes | None:
         p = self.path(key)
         try:
-            return p.read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
+            st = os.stat(p)
+            if not stat_module.S_ISREG(st.st_mode):
+                return None
+            ident = (st.st_ino, st.st_mtime_ns, st.st_size)
+            memo = self._memo.get(key)
+            if memo is not None and memo[0] == ident:
+                self._memo.move_to_end(key)
+                return memo[1]
+            data = p.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
             raise _storage_error("reading", key, e) from None
+        if len(data) == st.st_size and len(data) <= SMALL_FILE_BYTES:
+            self._remember(key, ident, data)
+        return data
+
+    def _remember(self, key: str, ident: tuple[int, int, int], data: bytes) -> None:
+        old = self._memo.pop(key, None)
+        if old is not None:
+            self._memo_bytes -= len(old[1])
+        self._memo[key] = (ident, data)
+        self._memo_bytes += len(data)
+        while self._memo_bytes > MEMO_BYTES:
+            _, (_, dropped) = self._memo.popitem(last=False)
+            self._memo_bytes -= len(dropped)
 
     async def stat(self, key: str) -> ObjectInfo | None:
         p = self.path(key)
