@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Stopwatch, machine_summary, median, require_tools, start_gomirror
+from common import Stopwatch, graph_corpus, machine_summary, median, require_tools, start_gomirror
 from support.corpus import Corpus
 from support.gorunner import GoRunner
 from support.ports import free_port
@@ -110,10 +110,7 @@ def main() -> int:
     tools = require_tools("go")
     clock = Stopwatch()
     print("\n".join(machine_summary(tools)))
-    corpus = Corpus()
-    paths = corpus.synthetic_graph(
-        args.modules, prefix="example.com/graph", fanout=2, seed=1, go_version="1.16"
-    )
+    corpus, paths = graph_corpus(args.modules)
     tmp = Path(tempfile.mkdtemp(prefix="gomirror-bench-cold-"))
     print(f"graph: {args.modules} modules, latency {args.latency * 1000:.0f} ms/request; tmp {tmp}")
     b = Bench(tmp, corpus, paths[0], args.latency, args.read_timeout)

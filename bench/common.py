@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.corpus import Corpus  # noqa: E402
 from support.server import GomirrorProcess  # noqa: E402
 
 INSTALL_HINTS = {
@@ -125,3 +126,12 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return time.monotonic() - self.t0
+
+
+def graph_corpus(modules: int) -> tuple[Corpus, list[str]]:
+    """The synthetic dependency graph the cold benches download (go 1.16: no pruning)."""
+    corpus = Corpus()
+    paths = corpus.synthetic_graph(
+        modules, prefix="example.com/graph", fanout=2, seed=1, go_version="1.16"
+    )
+    return corpus, paths

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common import Stopwatch, machine_summary, median, require_tools, start_gomirror
+from common import Stopwatch, graph_corpus, machine_summary, median, require_tools, start_gomirror
 from support.corpus import Corpus
 from support.gorunner import GoRunner
 from support.simulator import SUBPATH, UpstreamSimulator
@@ -126,10 +126,7 @@ def main() -> int:
     tools = require_tools("go")
     clock = Stopwatch()
     print("\n".join(machine_summary(tools)))
-    corpus = Corpus()
-    paths = corpus.synthetic_graph(
-        args.modules, prefix="example.com/graph", fanout=2, seed=1, go_version="1.16"
-    )
+    corpus, paths = graph_corpus(args.modules)
     top = Path(tempfile.mkdtemp(prefix="gomirror-bench-verify-"))
     out: dict[str, tuple[dict[str, list[float]], dict[str, int]]] = {}  # latency -> runs, reqs
     try:
