@@ -1,146 +1,242 @@
-"""app is the one composition root: it builds every part from a Config and runs the server.
+"""app is the one composition root: ``build(config)`` makes the running parts, ``serve(parts)`` binds the socket.
 
-``App.start`` creates, in order: storage, metrics and events, the shared HTTP
-client session, the upstream chains (public, and private-only for modules
-matching ``private``), the checksum-database client, verifier and pass-through,
-the service and the HTTP server; ``App.stop`` tears them down in reverse.
-Nothing else in gomirror constructs long-lived parts or holds global state.
+``build`` is an async context manager. In order it creates: storage (wrapped to
+be observed) and the coordinator, metrics and events, the shared HTTP client
+session, one health record per upstream, the checksum-database client,
+verifier and ``/sumdb/`` pass-through, the upstream tree (a router over chains
+of observed, verified mirrors and ``direct``), and the service. Every resource
+is registered on one ``AsyncExitStack`` as it is made, so leaving the context
+closes them in reverse order (upstream sessions and git processes included),
+also when a later step fails. Every command uses ``build``; nothing else in
+gomirror wires parts together or holds global state.
+
+Who wraps whom, for one mirror: ``Chain(policy) → ObservedUpstream →
+VerifiedUpstream → HttpUpstream``; storage: ``ObservedStorage → DiskStorage``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
 from gomirror import __version__
 from gomirror.config import Config
-from gomirror.errors import ConfigError, NotFound
-from gomirror.module.paths import match_prefix_patterns
+from gomirror.coordination.base import Coordinator
+from gomirror.coordination.local import LocalCoordinator
+from gomirror.errors import ConfigError, StorageError
 from gomirror.monitor.events import EventRecorder
 from gomirror.monitor.metrics import Metrics
-from gomirror.server.http import Server
+from gomirror.monitor.observed import ObservedStorage, ObservedUpstream, ObservedVerifier
+from gomirror.monitor.readiness import Readiness
+from gomirror.server.http import Server, SumdbHandler
+from gomirror.server.limits import limit_connections, raise_fd_limit
+from gomirror.server.status import StatusBuilder
+from gomirror.server.status_page import SumdbStatus
 from gomirror.service import Service
+from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
+from gomirror.sumdb.client import SumdbClient
 from gomirror.upstream.base import Upstream
-from gomirror.upstream.chain import Chain, Link, OffUpstreamError
-from gomirror.upstream.goproxy import parse_goproxy
+from gomirror.upstream.chain import Chain
+from gomirror.upstream.goproxy import redact_url
+from gomirror.upstream.health import HealthBook, HealthSettings
+from gomirror.upstream.off import OffUpstream
+from gomirror.upstream.policy import Link, make_policy
 from gomirror.upstream.proxy import HttpUpstream
+from gomirror.upstream.router import Router
+from gomirror.upstream.verified import VerifiedUpstream, Verifier
 from gomirror.wiring import build_direct, build_sumdb
 
 log = logging.getLogger(__name__)
 
-
-class OffUpstream:
-    """The ``off`` keyword: every lookup fails as not found and the list ends."""
-
-    name = "off"
-
-    async def _off(self, *_: object) -> bytes:
-        raise OffUpstreamError("module lookup disabled by GOPROXY=off")
-
-    list = info = latest = mod = _off
-
-    async def zip(self, module: str, version: str, dst: object) -> None:
-        await self._off()
-
-    async def close(self) -> None:
-        pass
+MAX_LINE_BYTES = 8190  # request line and each header line; the go command's are far shorter
+MAX_HEADERS = 64
 
 
-class App:
-    """Owns every long-lived part of one gomirror process."""
+@dataclass
+class Parts:
+    """The running parts of one gomirror process, as ``build`` made them."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._closers: list[Callable[[], object]] = []
-        self.service: Service | None = None
-        self.port: int = config.listen_port
+    config: Config
+    storage: Storage
+    disk: DiskStorage
+    coordinator: Coordinator
+    metrics: Metrics
+    events: EventRecorder
+    health: HealthBook
+    verifier: ObservedVerifier
+    sumdb: SumdbHandler | None
+    sumdb_clients: tuple[SumdbClient, ...]
+    upstream: Upstream
+    chains: list[Chain]
+    service: Service
+    session: aiohttp.ClientSession
+    stack: contextlib.AsyncExitStack = field(repr=False, default_factory=contextlib.AsyncExitStack)
 
-    def _chains(self, session: aiohttp.ClientSession, metrics: Metrics) -> Callable[[str], Chain]:
-        cfg = self.config
-        links: list[Link] = []
-        direct: Upstream | None = None
-        for entry in parse_goproxy(cfg.upstream):
-            up: Upstream
-            if entry.target == "off":
-                up = OffUpstream()
-            elif entry.target == "direct":
-                direct = direct or build_direct(cfg)
-                up = direct
-            else:
-                up = HttpUpstream(
-                    entry.target,
-                    session,
-                    connect_timeout=cfg.connect_timeout,
-                    read_timeout=cfg.read_timeout,
-                    retry_after_max=cfg.retry_after_max,
-                    timeout_park=cfg.timeout_park,
-                )
-            links.append(Link(up, entry.fallback_on_error, entry.target == "direct"))
-        public = Chain(links, policy=cfg.policy, observer=metrics.observe_upstream)
-        if not cfg.private:
-            return lambda module: public
-        # Private modules go only to direct: never to a mirror (GONOPROXY semantics).
-        if direct is None:
-            direct = build_direct(cfg)
-        private = Chain(
-            [Link(direct, False, True)], policy=cfg.policy, observer=metrics.observe_upstream
-        )
-        patterns = cfg.private
-        return lambda module: private if match_prefix_patterns(patterns, module) else public
 
-    async def start(self) -> None:
-        cfg = self.config
-        storage = DiskStorage(cfg.cache_dir)
+def open_disk(config: Config) -> DiskStorage:
+    """The disk cache, checked writable; any problem is a one-line ConfigError naming cache_dir."""
+    try:
+        disk = DiskStorage(config.cache.cache_dir)
+        disk.check_writable()
+    except StorageError as e:
+        raise ConfigError(f"invalid setting cache_dir: {e}") from None
+    return disk
+
+
+def preflight(config: Config) -> None:
+    """Check what start-up needs before forking workers: a one-line ConfigError if not."""
+    disk = open_disk(config)
+    asyncio.run(disk.close())
+
+
+@contextlib.asynccontextmanager
+async def build(config: Config) -> AsyncIterator[Parts]:
+    """Make every part from config; close them all, in reverse order, on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        disk = open_disk(config)
+        stack.push_async_callback(disk.close)
         metrics = Metrics()
+        storage: Storage = ObservedStorage(disk, metrics)
+        coordinator = LocalCoordinator(disk.lock_dir())
+        stack.push_async_callback(coordinator.close)
         events = EventRecorder(storage, metrics)
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300),
             auto_decompress=True,
             trust_env=True,
         )
-        router = self._chains(self._session, metrics)
-        verifier, passthrough = build_sumdb(cfg, storage, self._session)
-        self.service = Service(
+        stack.push_async_callback(session.close)
+        up = config.upstream
+        health = HealthBook(
+            HealthSettings(
+                slow_threshold=up.slow_threshold,
+                down_after=up.down_after,
+                down_backoff=up.timeout_park,
+                max_backoff=up.timeout_park * 10,
+                untrusted_for=up.untrusted_for,
+            )
+        )
+        sumdb = build_sumdb(config, storage, session, events)
+        verifier = ObservedVerifier(sumdb.verifier, metrics)
+        upstream, chains = _upstreams(config, session, verifier, health, metrics, events)
+        stack.push_async_callback(upstream.close)
+        service = Service(
             storage=storage,
-            router=router,
-            verifier=verifier,
-            events=events,
+            coordinator=coordinator,
+            upstream=upstream,
+            tmp_dir=lambda: disk.new_temp_path(".zip"),
+            mutable_ttl=config.cache.mutable_ttl,
+            negative_ttl=config.cache.negative_ttl,
+        )
+        yield Parts(
+            config=config,
+            storage=storage,
+            disk=disk,
+            coordinator=coordinator,
             metrics=metrics,
-            mutable_ttl=cfg.mutable_ttl,
-            negative_ttl=cfg.negative_ttl,
-        )
-        server = Server(self.service, metrics, sumdb=passthrough, access_log_enabled=cfg.access_log)
-        self.runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        sock = _listen_socket(cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1)
-        self.port = sock.getsockname()[1]
-        site = web.SockSite(self.runner, sock)
-        await site.start()
-        log.info(
-            "listening",
-            extra={
-                "version": __version__,
-                "addr": f"{cfg.listen_host}:{self.port}",
-                "cache_dir": str(cfg.cache_dir),
-                "upstream": cfg.upstream,
-            },
+            events=events,
+            health=health,
+            verifier=verifier,
+            sumdb=sumdb.handler,
+            sumdb_clients=sumdb.clients,
+            upstream=upstream,
+            chains=chains,
+            service=service,
+            session=session,
+            stack=stack,
         )
 
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+
+def _upstreams(
+    config: Config,
+    session: aiohttp.ClientSession,
+    verifier: Verifier,
+    health: HealthBook,
+    metrics: Metrics,
+    events: EventRecorder,
+) -> tuple[Upstream, list[Chain]]:
+    up_cfg = config.upstream
+    policy = make_policy(
+        up_cfg.policy,
+        hedge_floor=up_cfg.hedge_delay_min,
+        hedge_cap=up_cfg.hedge_delay_max,
+        max_parallel=up_cfg.hedge_max_parallel,
+    )
+    direct: Upstream | None = None
+
+    def wrap(inner: Upstream) -> Upstream:
+        return ObservedUpstream(
+            VerifiedUpstream(inner, verifier), health.get(inner.name), metrics, events
+        )
+
+    links: list[Link] = []
+    for entry in up_cfg.entries:
+        if entry.target == "off":
+            links.append(Link(OffUpstream(), entry.fallback_on_error, is_keyword=True))
+        elif entry.target == "direct":
+            direct = direct or wrap(build_direct(config))
+            links.append(Link(direct, entry.fallback_on_error, is_direct=True, is_keyword=True))
+        else:
+            mirror = HttpUpstream(
+                entry.target,
+                session,
+                connect_timeout=up_cfg.connect_timeout,
+                read_timeout=up_cfg.read_timeout,
+                retry_after_max=up_cfg.retry_after_max,
+            )
+            links.append(Link(wrap(mirror), entry.fallback_on_error))
+    public = Chain(links, policy=policy, health=health, hedges=metrics, name="public")
+    if not config.direct.private:
+        return Router(public), [public]
+    # Private modules go only to direct: never to a mirror (GONOPROXY semantics).
+    private_direct = direct or wrap(build_direct(config))
+    private = Chain(
+        [Link(private_direct, False, is_direct=True, is_keyword=True)],
+        policy=policy,
+        health=health,
+        name="private",
+    )
+    return Router(public, private, config.direct.private), [public, private]
 
 
-def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+def mirror_names(config: Config) -> list[str]:
+    """The configured mirrors' health-record names, in list order."""
+    return [redact_url(e.target) for e in config.upstream.entries if not e.is_keyword]
+
+
+def sumdb_status(parts: Parts) -> list[SumdbStatus]:
+    """The checksum databases' verified state, for the status page."""
+    if not parts.sumdb_clients:
+        return [SumdbStatus(name="checksum database", state="off")]
+    v = parts.verifier
+    failing = v.last_error_at is not None and (
+        v.last_verified_at is None or v.last_error_at > v.last_verified_at
+    )
+    out = []
+    for i, client in enumerate(parts.sumdb_clients):
+        primary = i == 0
+        out.append(
+            SumdbStatus(
+                name=client.name,
+                state="unreachable" if primary and failing else "ok",
+                tree_size=client.latest.n or None,
+                verified_at=v.last_verified_at if primary else None,
+                error=v.last_error if primary and failing else "",
+            )
+        )
+    return out
+
+
+def listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A bound, listening, non-blocking socket; a bind failure is a ConfigError naming listen."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,4 +254,64 @@ def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-__all__ = ["App", "NotFound"]
+@contextlib.asynccontextmanager
+async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterator[int]:
+    """Serve HTTP on sock (or on the configured address) until the context exits; yield the port."""
+    cfg = parts.config.server
+    mirrors = mirror_names(parts.config)
+    server = Server(
+        parts.service,
+        parts.metrics,
+        sumdb=parts.sumdb,
+        access_log_enabled=cfg.access_log,
+        status=StatusBuilder(
+            health=parts.health,
+            mirrors=mirrors,
+            metrics=parts.metrics,
+            events=parts.events,
+            policy=parts.config.upstream.policy,
+            sumdb=lambda: sumdb_status(parts),
+        ),
+        readiness=Readiness(
+            parts.disk,
+            parts.health,
+            mirrors,
+            has_direct=any(e.target == "direct" for e in parts.config.upstream.entries),
+        ),
+    )
+    runner = web.AppRunner(
+        server.app(),
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=cfg.idle_timeout,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_LINE_BYTES,
+        max_headers=MAX_HEADERS,
+    )
+    await runner.setup()
+    assert runner.server is not None
+    limit_connections(runner.server, cfg.max_connections)
+    try:
+        raise_fd_limit()
+        if sock is None:
+            sock = listen_socket(cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1)
+        port = int(sock.getsockname()[1])
+        await web.SockSite(runner, sock).start()
+        log.info(
+            "listening",
+            extra={
+                "version": __version__,
+                "addr": f"{cfg.listen_host}:{port}",
+                "cache_dir": str(parts.config.cache.cache_dir),
+                "upstream": " ".join(redact_url(e.target) for e in parts.config.upstream.entries),
+            },
+        )
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def run_forever(config: Config, stop: asyncio.Event) -> None:
+    """Build, serve until ``stop`` is set, then close everything."""
+    async with build(config) as parts, serve(parts):
+        await stop.wait()

@@ -1,27 +1,53 @@
-"""config builds gomirror's one frozen, typed configuration from defaults, TOML, env and flags.
+"""config builds gomirror's one frozen, typed configuration tree from defaults, TOML, env and flags.
 
 Precedence, lowest to highest: the embedded defaults, the TOML file
 (``--config`` or ``GOMIRROR_CONFIG``), ``GOMIRROR_<KEY>`` environment variables,
-then command-line flags. Every key is declared once in ``SETTINGS``; the README's
-configuration reference is generated from the same table. An invalid value
-raises ``ConfigError`` naming the key and where the value came from.
+then command-line flags. Every key is declared once in ``SETTINGS``: its section,
+parser, target field(s), help text and command-line flag. The key is globally
+unique; it is the env name suffix and the flag (``--key-with-dashes``). The
+README's settings table is generated from the same table (``gomirror.configdoc``).
+
+The tree is ``Config``, one frozen dataclass per section (``server``, ``cache``,
+``upstream``, ``sumdb``, ``direct``). In TOML a key is written in its section
+(``[server]`` / ``listen = ...``) or, for compatibility, at the top level.
+Every value is parsed and validated when the config is loaded (upstream lists,
+checksum-database specs, repository rules, git tokens), so later code never
+sees raw text. An invalid value raises ``ConfigError``
+``invalid setting KEY (from ORIGIN): reason``; an unknown key or section, or a
+key in the wrong section, is an error naming it. Error texts never contain a
+credential.
+
+Adding a setting: one ``Setting`` line in ``SETTINGS`` plus a field in its
+section's dataclass. Adding a section: a frozen dataclass with defaults and a
+field of that type in ``Config``; ``SECTIONS`` is derived from ``Config``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import tomllib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from gomirror.errors import ConfigError
+from gomirror.errors import ConfigError, GomirrorError
+from gomirror.module.paths import check_path
+from gomirror.monitor.alerts import SinkConfig, parse_sinks
+from gomirror.sumdb.verifier import SumdbSpec, parse_sumdb_spec
+from gomirror.upstream.discovery import RepoRule
+from gomirror.upstream.goproxy import Entry, parse_goproxy
 
 DEFAULT_UPSTREAM = "https://goproxy.cn|https://mirrors.aliyun.com/goproxy/|https://proxy.golang.org"
-POLICIES = ("go", "failover")
+DEFAULT_SUMDB = "sum.golang.org"
+POLICIES = ("go", "failover", "fastest", "hedged")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SERVE = ("serve",)
 
 
 def default_cache_dir() -> Path:
@@ -36,36 +62,8 @@ def default_cache_dir() -> Path:
     return home / ".cache" / "gomirror"
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Every setting of a gomirror process; see ``SETTINGS`` for meaning and defaults."""
-
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 8080
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    upstream: str = DEFAULT_UPSTREAM
-    policy: str = "go"
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    retry_after_max: float = 2.0
-    timeout_park: float = 30.0
-    mutable_ttl: float = 60.0
-    negative_ttl: float = 30.0
-    sumdb: tuple[str, ...] = ("sum.golang.org",)
-    nosumdb: str = ""
-    private: str = ""
-    git_timeout: float = 300.0
-    git_concurrency: int = 4
-    direct_rules: tuple[tuple[str, str], ...] = ()
-    goget_insecure: str = ""
-    git_config: Path | None = None
-    git_tokens: tuple[str, ...] = ()
-    log_level: str = "info"
-    access_log: bool = True
-    workers: int = 1
-
-
 # --- value parsers: each raises ValueError with a short reason ---------------
+# A reason never quotes a value that may hold a secret (see _parse_tokens).
 
 
 def _parse_str(v: Any) -> str:
@@ -119,6 +117,21 @@ def _parse_choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
+def _parse_path(v: Any) -> Path:
+    s = _parse_str(v).strip()
+    if not s:
+        raise ValueError("expected a path, got an empty string")
+    return Path(s).expanduser()
+
+
+def _parse_git_config(v: Any) -> Path:
+    p = _parse_path(v)
+    # Checked now: git would otherwise fail on every direct fetch with its own words.
+    if not p.is_file():
+        raise ValueError(f"no such file: {p}")
+    return p
+
+
 def _parse_listen(v: Any) -> tuple[str, int]:
     s = _parse_str(v).strip()
     host, sep, port = s.rpartition(":")
@@ -131,12 +144,37 @@ def _parse_listen(v: Any) -> tuple[str, int]:
     return host, p
 
 
-def _parse_upstream(v: Any) -> str:
-    s = _parse_str(v)
-    # Full syntax checks live in gomirror.upstream.goproxy; here only emptiness.
-    if not s.replace(",", "").replace("|", "").strip():
-        raise ValueError("GOPROXY list is empty")
-    return s.strip()
+def _parse_upstream(v: Any) -> tuple[str, tuple[Entry, ...]]:
+    s = _parse_str(v).strip()
+    try:
+        entries = tuple(parse_goproxy(s))
+    except ConfigError as e:
+        # parse_goproxy names the key itself; _apply adds the key and the origin.
+        raise ValueError(str(e).removeprefix("invalid setting upstream: ")) from None
+    return s, entries
+
+
+def _parse_alerts(v: Any) -> tuple[SinkConfig, ...]:
+    """``[[alerts]]`` tables (TOML), or the same as a JSON array (environment)."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            raise ValueError("expected a JSON array of sink tables") from None
+    try:
+        return tuple(parse_sinks(v))
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+
+
+def _parse_modules(v: Any) -> tuple[str, ...]:
+    mods = _parse_str_list(v)
+    for m in mods:
+        try:
+            check_path(m)
+        except GomirrorError as e:
+            raise ValueError(f"invalid module path {m!r}: {e}") from None
+    return mods
 
 
 def _parse_str_list(v: Any) -> tuple[str, ...]:
@@ -149,118 +187,555 @@ def _parse_str_list(v: Any) -> tuple[str, ...]:
     return tuple(p for p in items if p)
 
 
-def _parse_rules(v: Any) -> tuple[tuple[str, str], ...]:
+def _parse_sumdb(v: Any) -> tuple[SumdbSpec, ...]:
+    values = _parse_str_list(v)
+    if not values:
+        raise ValueError("no checksum database given; use 'off' to disable verification")
+    specs: list[SumdbSpec] = []
+    for value in values:
+        try:
+            spec = parse_sumdb_spec(value)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if spec is None:
+            if len(values) > 1:
+                raise ValueError("'off' cannot be combined with databases")
+            return ()
+        specs.append(spec)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("a checksum database is named twice")
+    return tuple(specs)
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDERS = ("root", "host", "path")
+_GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
+_SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:")
+
+
+def _check_glob(pattern: str) -> None:
+    """Reject what Go's path.Match would call a bad pattern (it would then never match)."""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern):
+                raise ValueError(f"pattern {pattern!r} ends in a backslash")
+            i += 2
+        elif c == "[":
+            start = i + 2 if pattern[i + 1 : i + 2] == "^" else i + 1
+            end = pattern.find("]", start)
+            if end <= start:
+                raise ValueError(f"pattern {pattern!r} has an unclosed or empty [")
+            i = end + 1
+        else:
+            i += 1
+
+
+def _rule(pattern: str, value: str) -> RepoRule:
+    pattern = pattern.strip().rstrip("/")
+    if not pattern or pattern.startswith("/") or any(c in pattern for c in ", \t"):
+        raise ValueError(f"pattern {pattern!r} must be one module path glob (no commas or spaces)")
+    _check_glob(pattern)
+    fields = value.split()
+    if len(fields) not in (1, 2):
+        raise ValueError(f"rule for {pattern!r}: expected URL-TEMPLATE [SUBDIR]")
+    url, subdir = fields[0], (fields[1] if len(fields) == 2 else "")
+    for name in _PLACEHOLDER.findall(url):
+        if name not in _PLACEHOLDERS:
+            raise ValueError(f"rule for {pattern!r}: unknown placeholder {{{name}}} in the URL")
+    scheme, sep, _ = url.partition("://")
+    if not (sep and scheme.lower() in _GIT_SCHEMES) and not _SCP_LIKE.match(url):
+        raise ValueError(
+            f"rule for {pattern!r}: URL must use {', '.join(_GIT_SCHEMES)} or be user@host:path"
+        )
+    if subdir.startswith("/") or ".." in subdir.split("/"):
+        raise ValueError(f"rule for {pattern!r}: subdirectory must be relative")
+    return RepoRule(pattern, url, subdir)
+
+
+def _parse_rules(v: Any) -> tuple[RepoRule, ...]:
     """Repository rules: a TOML table ``{pattern = url-template}`` or ``pat=url;pat=url``."""
+    if isinstance(v, Mapping):
+        return tuple(_rule(str(k), _parse_str(t)) for k, t in v.items())
+    rules: list[RepoRule] = []
+    for item in _parse_str_list(v):
+        pat, sep, tmpl = item.partition("=")
+        if not sep or not pat.strip() or not tmpl.strip():
+            raise ValueError(f"expected PATTERN=URL-TEMPLATE, got {item!r}")
+        rules.append(_rule(pat, tmpl))
+    return tuple(rules)
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?$")
+
+
+def _parse_tokens(v: Any) -> Mapping[str, str]:
+    """``HOST=TOKEN`` entries (a TOML table, a list, or ``;``-separated): never echoed back."""
     pairs: list[tuple[str, str]] = []
     if isinstance(v, Mapping):
-        for k, t in v.items():
-            pairs.append((str(k), _parse_str(t)))
+        for host, token in v.items():
+            if not isinstance(token, str):
+                raise ValueError(f"token for {host!r} must be a string")
+            pairs.append((str(host).strip(), token.strip()))
     else:
-        for item in _parse_str_list(v):
-            pat, sep, tmpl = item.partition("=")
-            if not sep or not pat.strip() or not tmpl.strip():
-                raise ValueError(f"expected PATTERN=URL, got {item!r}")
-            pairs.append((pat.strip(), tmpl.strip()))
-    return tuple(pairs)
+        for n, item in enumerate(_parse_str_list(v), 1):
+            host, sep, token = item.partition("=")
+            if not sep:
+                raise ValueError(f"entry {n} is not HOST=TOKEN")
+            pairs.append((host.strip(), token.strip()))
+    tokens: dict[str, str] = {}
+    for host, token in pairs:
+        if not _HOST.match(host):
+            raise ValueError(f"entry for {host[:64]!r} does not name a host (HOST[:PORT])")
+        if not token or any(c.isspace() for c in token):
+            raise ValueError(f"token for {host} is empty or contains white space")
+        if host.lower() in tokens:
+            raise ValueError(f"host {host} is given twice")
+        tokens[host.lower()] = token
+    return MappingProxyType(tokens)
+
+
+def _no_tokens() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+def _default_entries() -> tuple[Entry, ...]:
+    return tuple(parse_goproxy(DEFAULT_UPSTREAM))
+
+
+def _default_sumdb() -> tuple[SumdbSpec, ...]:
+    return _parse_sumdb(DEFAULT_SUMDB)
+
+
+# --- the configuration tree ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    """How this process serves: address, processes, logging."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    workers: int = 1
+    log_level: str = "info"
+    access_log: bool = True
+    idle_timeout: float = 15.0
+    max_connections: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSection:
+    """Where the module cache lives and how long mutable answers stay fresh."""
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    mutable_ttl: float = 60.0
+    negative_ttl: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSection:
+    """The upstream list (raw text for display, parsed entries to use) and its timeouts."""
+
+    upstream: str = DEFAULT_UPSTREAM
+    entries: tuple[Entry, ...] = field(default_factory=_default_entries)
+    policy: str = "go"
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    retry_after_max: float = 2.0
+    timeout_park: float = 30.0
+    down_after: int = 3
+    slow_threshold: float = 0.5
+    untrusted_for: float = 3600.0
+    hedge_delay_min: float = 0.05
+    hedge_delay_max: float = 2.0
+    hedge_max_parallel: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SumdbSection:
+    """Checksum databases (empty: verification off; the first verifies) and exempt patterns."""
+
+    sumdb: tuple[SumdbSpec, ...] = field(default_factory=_default_sumdb)
+    nosumdb: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSection:
+    """The consistency monitor, readiness and alerts."""
+
+    monitor: bool = True
+    monitor_interval: float = 300.0
+    watch: tuple[str, ...] = ()
+    watch_top: int = 50
+    probe_zips: bool = False
+    lag_alert_after: float = 600.0
+    alerts: tuple[SinkConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectSection:
+    """Direct mode (git): private patterns, repository rules, credentials, limits."""
+
+    private: str = ""
+    git_timeout: float = 300.0
+    git_concurrency: int = 4
+    direct_rules: tuple[RepoRule, ...] = ()
+    goget_insecure: str = ""
+    git_config: Path | None = None
+    # Host -> token. Left out of repr (secrets never printed) and of the hash
+    # (a mapping is unhashable; equal configs still hash equal).
+    git_tokens: Mapping[str, str] = field(default_factory=_no_tokens, repr=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a gomirror process, one section per field; see ``SETTINGS``."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    cache: CacheSection = field(default_factory=CacheSection)
+    upstream: UpstreamSection = field(default_factory=UpstreamSection)
+    sumdb: SumdbSection = field(default_factory=SumdbSection)
+    direct: DirectSection = field(default_factory=DirectSection)
+    monitor: MonitorSection = field(default_factory=MonitorSection)
+
+
+def _sections() -> Mapping[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return MappingProxyType({f.name: hints[f.name] for f in dataclasses.fields(Config)})
+
+
+SECTIONS: Mapping[str, type[Any]] = _sections()
+"""Section name -> its dataclass, in ``Config`` order (also the README's order)."""
+
+
+# --- the settings table ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A setting's command-line flag: short help, the commands it applies to (None: all)."""
+
+    help: str
+    commands: tuple[str, ...] | None = None
+    repeatable: bool = False
+    metavar: str | None = None
+
+    def applies_to(self, command: str | None) -> bool:
+        return self.commands is None or (command is not None and command in self.commands)
 
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One configuration key: its TOML/env name, parser, target field(s) and help text."""
+    """One configuration key: section, parser, target field(s), help, flag, shown default."""
 
     key: str
+    section: str
     parse: Callable[[Any], Any]
     help: str
     fields: tuple[str, ...] = ()
+    flag: Flag | None = None
+    shown_default: str | None = None  # README text when the field default cannot say it
 
     @property
     def env(self) -> str:
         return "GOMIRROR_" + self.key.upper()
 
+    @property
+    def option(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.fields or (self.key,)
+
 
 SETTINGS: tuple[Setting, ...] = (
+    # server
     Setting(
-        "listen", _parse_listen, "address to serve on, HOST:PORT", ("listen_host", "listen_port")
+        "listen",
+        "server",
+        _parse_listen,
+        "address to serve on, HOST:PORT",
+        fields=("listen_host", "listen_port"),
+        flag=Flag("HOST:PORT to serve on (default 127.0.0.1:8080)", SERVE, metavar="HOST:PORT"),
+        shown_default="`127.0.0.1:8080`",
     ),
-    Setting("cache_dir", lambda v: Path(_parse_str(v)).expanduser(), "disk cache directory"),
     Setting(
+        "workers",
+        "server",
+        _parse_int,
+        "server processes sharing the listening port and the cache",
+        flag=Flag("server processes sharing the port", SERVE, metavar="N"),
+    ),
+    Setting(
+        "idle_timeout",
+        "server",
+        _parse_float,
+        "seconds a client connection may stay open without completing a request (also the header timeout)",
+    ),
+    Setting(
+        "max_connections",
+        "server",
+        _parse_int,
+        "client connections per process; more are answered `503` with `Retry-After: 1` at once",
+    ),
+    Setting(
+        "log_level",
+        "server",
+        _parse_choice(LOG_LEVELS),
+        "log level",
+        flag=Flag("debug | info | warning | error", metavar="LEVEL"),
+    ),
+    Setting("access_log", "server", _parse_bool, "write one log line per request"),
+    # cache
+    Setting(
+        "cache_dir",
+        "cache",
+        _parse_path,
+        "disk cache directory",
+        flag=Flag("cache directory (default: the user cache dir)", metavar="DIR"),
+        shown_default="`~/.cache/gomirror` (XDG_CACHE_HOME)",
+    ),
+    Setting(
+        "mutable_ttl",
+        "cache",
+        _parse_float,
+        "seconds `list`, `@latest` and query answers stay fresh",
+    ),
+    Setting("negative_ttl", "cache", _parse_float, "seconds a not-found answer is remembered"),
+    # upstream
+    Setting(
+        "upstream",
         "upstream",
         _parse_upstream,
         "upstream list in GOPROXY syntax (`,` and `|`, `off`, `direct`)",
+        fields=("upstream", "entries"),
+        flag=Flag("upstream list in GOPROXY syntax", metavar="LIST"),
     ),
     Setting(
         "policy",
+        "upstream",
         _parse_choice(POLICIES),
-        "`go`: Go's list semantics; `failover`: also fall through on 5xx, 429, timeouts and refused connections after a `,`",
+        "`go`: Go's list semantics; `failover`: also fall through on 5xx, 429, timeouts and refused connections after a `,`; `fastest`: `failover` in order of mirror health; `hedged`: `fastest`, and start the next mirror when the first is slow to answer",
+        flag=Flag("go | failover | fastest | hedged", metavar="POLICY"),
     ),
-    Setting("connect_timeout", _parse_float, "seconds to wait for an upstream connection"),
-    Setting("read_timeout", _parse_float, "seconds an upstream may stay silent while sending"),
+    Setting(
+        "connect_timeout", "upstream", _parse_float, "seconds to wait for an upstream connection"
+    ),
+    Setting(
+        "read_timeout",
+        "upstream",
+        _parse_float,
+        "seconds an upstream may stay silent while sending",
+    ),
     Setting(
         "retry_after_max",
+        "upstream",
         _parse_float,
         "longest `Retry-After` (s) on a 429 that is waited out once; longer ones skip the upstream until then",
     ),
     Setting(
         "timeout_park",
+        "upstream",
         _parse_float,
-        "seconds an upstream that timed out is skipped (fails at once), so a hanging mirror costs one timeout, not one per request",
+        "seconds a mirror that timed out (or failed `down_after` times in a row) is skipped before one probe request is let through; the wait doubles while it stays down, up to 10×",
     ),
-    Setting("mutable_ttl", _parse_float, "seconds `list`, `@latest` and query answers stay fresh"),
-    Setting("negative_ttl", _parse_float, "seconds a not-found answer is remembered"),
+    Setting(
+        "down_after",
+        "upstream",
+        _parse_int,
+        "failures in a row (refused, reset, 5xx) after which a mirror counts as down",
+    ),
+    Setting(
+        "slow_threshold",
+        "upstream",
+        _parse_float,
+        "seconds of median time to first byte above which a mirror counts as slow",
+    ),
+    Setting(
+        "untrusted_for",
+        "upstream",
+        _parse_float,
+        "seconds a mirror that served content the checksum database contradicts is asked only when no trusted mirror answers",
+    ),
+    Setting(
+        "hedge_delay_min",
+        "upstream",
+        _parse_float,
+        "`hedged`: the shortest wait (s) for a mirror's first byte before the next mirror is asked too",
+    ),
+    Setting(
+        "hedge_delay_max",
+        "upstream",
+        _parse_float,
+        "`hedged`: the longest such wait (s); in between, the mirror's own recent p90 is used",
+    ),
+    Setting(
+        "hedge_max_parallel",
+        "upstream",
+        _parse_int,
+        "`hedged`: mirrors asked at once for one request, at most",
+    ),
+    # sumdb
     Setting(
         "sumdb",
-        _parse_str_list,
-        "checksum databases in GOSUMDB syntax (`name+key [URL]`, `sum.golang.org`, or `off`); `;`-separated in env",
+        "sumdb",
+        _parse_sumdb,
+        "checksum databases in GOSUMDB syntax (`name+key [URL]`, `sum.golang.org`, or `off`); the first verifies downloads, all are served under `/sumdb/`; `;`-separated in env",
+        flag=Flag(
+            "checksum database in GOSUMDB syntax, repeatable; 'off' disables verification",
+            repeatable=True,
+            metavar="SPEC",
+        ),
+        shown_default="`sum.golang.org`",
     ),
     Setting(
         "nosumdb",
+        "sumdb",
         _parse_str,
         "module path patterns (GONOSUMDB syntax) never looked up in the checksum database",
+        flag=Flag(
+            "module patterns never checked against the checksum database", metavar="PATTERNS"
+        ),
     ),
+    # direct
     Setting(
         "private",
+        "direct",
         _parse_str,
         "module path patterns (GOPRIVATE syntax) fetched only with `direct`, never from mirrors or the checksum database",
+        flag=Flag(
+            "module patterns fetched only with direct (GOPRIVATE syntax)", metavar="PATTERNS"
+        ),
     ),
-    Setting("git_timeout", _parse_float, "seconds one git command may run in direct mode"),
-    Setting("git_concurrency", _parse_int, "git processes run at once in direct mode"),
+    Setting(
+        "git_timeout", "direct", _parse_float, "seconds one git command may run in direct mode"
+    ),
+    Setting("git_concurrency", "direct", _parse_int, "git processes run at once in direct mode"),
     Setting(
         "direct_rules",
+        "direct",
         _parse_rules,
-        "repository rules for direct mode: `PATTERN=URL-TEMPLATE`; the elements the pattern matches are the repository root, and the template may use `{root}` (that root), `{host}` (its first element) and `{path}` (the rest); `;`-separated in env, a table in TOML",
+        "repository rules for direct mode: `PATTERN=URL-TEMPLATE [SUBDIR]`; the elements the pattern matches are the repository root, and the template may use `{root}` (that root), `{host}` (its first element) and `{path}` (the rest); `;`-separated in env, a table in TOML",
     ),
     Setting(
         "goget_insecure",
+        "direct",
         _parse_str,
         "module path patterns whose `?go-get=1` discovery may use plain http (GOINSECURE syntax)",
     ),
     Setting(
         "git_config",
-        lambda v: Path(_parse_str(v)).expanduser(),
+        "direct",
+        _parse_git_config,
         "git config file for direct mode (`url.<base>.insteadOf`, `core.sshCommand`, credential helpers); the user's own git config is never read",
     ),
     Setting(
         "git_tokens",
-        _parse_str_list,
-        "`HOST=TOKEN` (or `HOST=USER:SECRET`) credentials for https git hosts, `;`-separated in env; sent to git through its environment, never logged",
+        "direct",
+        _parse_tokens,
+        "`HOST=TOKEN` (or `HOST=USER:SECRET`) credentials for https git hosts, `;`-separated in env, a table in TOML; sent to git through its environment, never logged",
+    ),  # monitor
+    Setting(
+        "monitor",
+        "monitor",
+        _parse_bool,
+        "run the consistency monitor: probe every mirror, compare them with each other and the checksum database",
     ),
-    Setting("log_level", _parse_choice(LOG_LEVELS), "log level"),
-    Setting("access_log", _parse_bool, "write one log line per request"),
-    Setting("workers", _parse_int, "server processes sharing the listening port and the cache"),
+    Setting("monitor_interval", "monitor", _parse_float, "seconds between two probe rounds"),
+    Setting(
+        "watch",
+        "monitor",
+        _parse_modules,
+        "modules the monitor always probes (`;`-separated in env), besides the most requested ones",
+    ),
+    Setting(
+        "watch_top",
+        "monitor",
+        _parse_int,
+        "how many of the most requested modules the monitor also probes",
+    ),
+    Setting(
+        "probe_zips",
+        "monitor",
+        _parse_bool,
+        "also download and check the zips of the newest versions (costs mirror bandwidth)",
+    ),
+    Setting(
+        "lag_alert_after",
+        "monitor",
+        _parse_float,
+        "seconds a mirror may lack a version other mirrors have before an alert fires",
+    ),
+    Setting(
+        "alerts",
+        "monitor",
+        _parse_alerts,
+        "alert sinks: `[[alerts]]` tables with `type` (`webhook`, `dingtalk`, `wecom`, `feishu`, `slack`, `log`), `url`, optional `secret`, `min_severity`, `kinds`, `max_per_minute`; a JSON array in env",
+        shown_default="(none)",
+    ),
 )
-_BY_KEY = {s.key: s for s in SETTINGS}
+BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in SETTINGS})
 
 
-def _apply(values: dict[str, Any], setting: Setting, raw: Any, origin: str) -> None:
+def _apply(values: dict[str, dict[str, Any]], setting: Setting, raw: Any, origin: str) -> None:
     try:
         parsed = setting.parse(raw)
     except ValueError as e:
         raise ConfigError(f"invalid setting {setting.key} (from {origin}): {e}") from None
-    targets = setting.fields or (setting.key,)
-    if len(targets) == 1:
-        values[targets[0]] = parsed
+    section = values.setdefault(setting.section, {})
+    if len(setting.targets) == 1:
+        section[setting.targets[0]] = parsed
     else:
-        values.update(zip(targets, parsed, strict=True))
+        section.update(zip(setting.targets, parsed, strict=True))
+
+
+def _toml_items(data: Mapping[str, Any], origin: str) -> list[tuple[Setting, Any]]:
+    """The file's (setting, raw value) pairs, from sections and (compat) the top level."""
+    items: dict[str, tuple[Setting, Any, str]] = {}
+
+    def add(setting: Setting, raw: Any, where: str) -> None:
+        if setting.key in items:
+            raise ConfigError(
+                f"setting {setting.key} is given twice in {origin}"
+                f" ({items[setting.key][2]} and {where})"
+            )
+        items[setting.key] = (setting, raw, where)
+
+    for name, raw in data.items():
+        # A table named like a section is that section; `upstream = "..."` at the
+        # top level is the key (no key that shares a section's name takes a table).
+        if name in SECTIONS and (isinstance(raw, Mapping) or name not in BY_KEY):
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"[{name}] in {origin} must be a table of settings")
+            for key, value in raw.items():
+                setting = BY_KEY.get(key)
+                if setting is None:
+                    raise ConfigError(f"unknown setting {name}.{key} in {origin}")
+                if setting.section != name:
+                    raise ConfigError(
+                        f"setting {key} belongs in section [{setting.section}], not [{name}]"
+                        f" (in {origin})"
+                    )
+                add(setting, value, f"[{name}]")
+            continue
+        setting = BY_KEY.get(name)
+        if setting is None:
+            raise ConfigError(f"unknown setting {name} in {origin}")
+        add(setting, raw, "the top level")
+    return [(s, raw) for s, raw, _ in items.values()]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
 def load_config(
@@ -269,23 +744,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build a Config; ``overrides`` are command-line values keyed like ``SETTINGS``."""
+    """Build a Config; ``overrides`` are command-line values keyed like ``SETTINGS`` (None: unset)."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    values: dict[str, dict[str, Any]] = {}
     if config_file is None and env.get("GOMIRROR_CONFIG"):
         config_file = Path(env["GOMIRROR_CONFIG"])
     if config_file is not None:
-        try:
-            with config_file.open("rb") as f:
-                data = tomllib.load(f)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {config_file}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {e}") from None
-        for key, raw in data.items():
-            setting = _BY_KEY.get(key)
-            if setting is None:
-                raise ConfigError(f"unknown setting {key} in {config_file}")
+        for setting, raw in _toml_items(_read_toml(config_file), str(config_file)):
             _apply(values, setting, raw, str(config_file))
     known_env = {s.env for s in SETTINGS} | {"GOMIRROR_CONFIG"}
     for name in env:
@@ -297,8 +762,8 @@ def load_config(
     for key, raw in (overrides or {}).items():
         if raw is None:
             continue
-        setting = _BY_KEY.get(key)
-        if setting is None:
+        flagged = BY_KEY.get(key)
+        if flagged is None:
             raise ConfigError(f"unknown setting {key}")
-        _apply(values, setting, raw, "--" + key.replace("_", "-"))
-    return dataclasses.replace(Config(), **values)
+        _apply(values, flagged, raw, flagged.option)
+    return Config(**{name: cls(**values.get(name, {})) for name, cls in SECTIONS.items()})

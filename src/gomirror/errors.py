@@ -1,8 +1,36 @@
-"""errors defines gomirror's domain exceptions; none of them knows about HTTP.
+"""errors defines every domain exception gomirror raises on purpose; none of them knows about HTTP.
 
-The server maps each class to a status code in exactly one place
-(``gomirror.server.responses``). Messages are short, single-purpose sentences
-because the go command shows at most 8 lines of an error body to the user.
+``gomirror.server.responses`` maps each class to a status, a body and a cache
+lifetime, in one place. Messages are short sentences with the useful part
+first, because the go command shows at most 8 lines of an error body.
+
+The tree::
+
+    GomirrorError
+    ├── ConfigError                a setting is invalid; the message names the key
+    ├── InvalidRequest             the client's request is malformed (400)
+    │   ├── InvalidPath            a module or file path breaks Go's path rules
+    │   └── InvalidVersion         a version breaks Go's version rules
+    ├── NotFound                   nothing has this module file (404)
+    │   ├── Gone                   an upstream answered 410: withdrawn (410)
+    │   └── UpstreamOff            the list reached ``off`` (404)
+    ├── UpstreamError              an upstream failed in a way that is not "not found" (502)
+    │   ├── UpstreamUnavailable    refused, reset, 5xx, 429: not answering well; failover may skip it
+    │   │   ├── UpstreamTimeout    no connection, no byte, or too slow a transfer in time (504)
+    │   │   └── RateLimited        a 429 whose Retry-After says when to come back
+    │   ├── UpstreamRejected       a 4xx other than 404/410/429: it refuses this request
+    │   └── InvalidContent         a 200 whose content breaks the protocol's rules
+    ├── VerificationError          content could not be proven to match the checksum database (502)
+    │   ├── ChecksumMismatch       content differs from the database's record
+    │   └── SumdbError             the database misbehaved: signature, fork, rollback, proof
+    └── StorageError               the cache backend failed (500)
+        └── StorageFull            no space left: serve without caching, say "cache full"
+
+Two families matter to the upstream chain: ``NotFound`` is the only error Go's
+``,`` separator falls through on, and ``InvalidContent``/``ChecksumMismatch``
+always fall through (that mirror's content is bad; another may be good), while
+any other ``VerificationError`` stops the chain (the database, not the mirror,
+failed, and asking another mirror cannot help).
 """
 
 from __future__ import annotations
@@ -36,8 +64,32 @@ class Gone(NotFound):
     """An upstream answered 410 Gone: the content existed but is withdrawn."""
 
 
+class UpstreamOff(NotFound):
+    """The upstream list reached ``off``: module lookups are disabled there."""
+
+
 class UpstreamError(GomirrorError):
     """An upstream failed in a way that is not "not found" (5xx, timeout, refused...)."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Connection refused/reset, DNS failure, 5xx or 429: the mirror is not answering well."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The mirror did not connect, send, or keep sending fast enough within the limits."""
+
+
+class RateLimited(UpstreamUnavailable):
+    """A 429 answer; ``retry_after`` is how many seconds the mirror asked us to wait."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(UpstreamError):
+    """A 4xx other than 404/410/429: the mirror refuses this request."""
 
 
 class InvalidContent(UpstreamError):
@@ -68,4 +120,8 @@ class SumdbError(VerificationError):
 
 
 class StorageError(GomirrorError):
-    """The cache backend failed (disk full, permission, object store unreachable)."""
+    """The cache backend failed (permission, object store unreachable, corrupt object)."""
+
+
+class StorageFull(StorageError):
+    """The cache has no space left; content can still be streamed through uncached."""

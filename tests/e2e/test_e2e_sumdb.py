@@ -128,6 +128,8 @@ def test_sumdb_reachable_only_through_upstream_mirror(tmp_path: Path, corpus: Co
     db = make_sumdb(corpus)  # never started: served only under the mirror's /sumdb/<name>/
 
     async def handler(request: web.Request) -> web.Response:
+        if request[SUBPATH] == "/supported":
+            return web.Response(text="")  # a mirror that proxies the database says so
         a = db.answer(request[SUBPATH])
         return web.Response(status=a.status, body=a.body, headers={"Content-Type": a.content_type})
 

@@ -110,12 +110,17 @@ def mirrors() -> Iterator[Mirrors]:
                 s.stop()
 
 
-def start_mirror(tmp: Path, m: Mirrors, upstreams: list[UpstreamSimulator]) -> GomirrorProcess:
+def start_mirror(
+    tmp: Path, m: Mirrors, upstreams: list[UpstreamSimulator], *, untrusted_for: float = 0.0
+) -> GomirrorProcess:
+    """A gomirror over upstreams; by default a tampering mirror is asked again every time
+    (``untrusted_for = 0``) so every tamper of every file is seen and recorded."""
     (tmp / "mirror").mkdir()
     return GomirrorProcess(
         tmp / "mirror",
         upstream=",".join(s.url for s in upstreams),
         sumdb=f"{m.db.verifier_key} {m.db.url}",
+        env={"GOMIRROR_UNTRUSTED_FOR": str(untrusted_for)},
     ).start()
 
 
@@ -200,5 +205,28 @@ def test_only_dishonest_mirrors_fail_with_mismatch(tmp_path: Path, mirrors: Mirr
             cached
         )
         assert not go.modcache_file(QUOTE, V, "zip").exists()
+    finally:
+        mirror.stop()
+
+
+def test_a_tampering_mirror_is_not_asked_again_while_a_trusted_one_answers(
+    tmp_path: Path, mirrors: Mirrors
+) -> None:
+    """After a checksum mismatch the mirror is `untrusted`: later files come from the honest one."""
+    m = mirrors
+    for s in (m.bad_mod, m.honest):
+        s.clear()
+    mirror = start_mirror(tmp_path, m, [m.bad_mod, m.honest], untrusted_for=3600)
+    try:
+        go = GoRunner(tmp_path / "go", mirror.url, sumdb=TEST_VERIFIER_KEY)
+        app = tmp_path / "app"
+        go.init_module(app, "example.com/app")
+        go.run("get", f"{QUOTE}@{V}", cwd=app)
+        first_bad = [r.path for r in m.bad_mod.requests if r.path.endswith((".zip", ".mod"))]
+        # It served one tampered file, and was asked for nothing after that.
+        assert len(first_bad) == 1, first_bad
+        status, _, body = mirror.get("/metrics")
+        assert status == 200
+        assert b"checksum_mismatch" in body
     finally:
         mirror.stop()

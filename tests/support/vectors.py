@@ -1,4 +1,8 @@
-"""vectors loads ../shared/vectors.json, the known-answer cases computed by Go's own code."""
+"""vectors loads tests/data/vectors.json, the known-answer cases computed by Go's own code.
+
+The file lives inside the repository so that a fresh clone tests itself;
+tests/data/README.md says where it came from and how to refresh it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-VECTORS_PATH = PROJECT_ROOT.parent / "shared" / "vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parent.parent / "data" / "vectors.json"
 
 
 @functools.cache

@@ -78,9 +78,9 @@ def test_info_json_for_tag_pseudo_and_subdir(
 
     async def body(up: DirectUpstream) -> tuple[bytes, bytes, bytes]:
         return (
-            await up.info(M, "v1.0.0"),
-            await up.info(M, "main"),
-            await up.info(M + "/sub", "v0.1.0"),
+            (await up.info(M, "v1.0.0")).body,
+            (await up.info(M, "main")).body,
+            (await up.info(M + "/sub", "v0.1.0")).body,
         )
 
     tag_info, head_info, sub_info = run(world, tmp_path, body)
@@ -106,10 +106,10 @@ def test_list_and_latest(world: GitWorld, repo: RepoBuilder, tmp_path: Path) -> 
 
     async def body(up: DirectUpstream) -> list[bytes]:
         return [
-            await up.list(M),
-            await up.list("github.com/acme/bare"),
-            await up.latest(M),
-            await up.latest("github.com/acme/bare"),
+            (await up.list(M)).body,
+            (await up.list("github.com/acme/bare")).body,
+            (await up.latest(M)).body,
+            (await up.latest("github.com/acme/bare")).body,
         ]
 
     listed, empty, latest, bare_latest = run(world, tmp_path, body)
@@ -147,7 +147,7 @@ def test_zip_content_and_cleanup(world: GitWorld, repo: RepoBuilder, tmp_path: P
 
     async def body(up: DirectUpstream) -> bytes:
         await up.zip(M + "/sub", "v0.1.0", dst)
-        return await up.mod(M + "/sub", "v0.1.0")
+        return (await up.mod(M + "/sub", "v0.1.0")).body
 
     gomod = run(world, tmp_path, body)
     assert gomod == f"module {M}/sub\n".encode()
@@ -166,10 +166,10 @@ def test_new_commits_are_seen_after_refresh(
     world: GitWorld, repo: RepoBuilder, tmp_path: Path
 ) -> None:
     async def body(up: DirectUpstream) -> tuple[bytes, bytes]:
-        before = await up.list(M)
+        before = (await up.list(M)).body
         repo.commit({"f.go": "package d\n"})
         repo.tag("v1.1.0")
-        return before, await up.list(M)
+        return before, (await up.list(M)).body
 
     assert run(world, tmp_path, body) == (b"v1.0.0\n", b"v1.0.0\nv1.1.0\n")
 
@@ -181,7 +181,9 @@ def test_rule_with_file_url_and_subdir(world: GitWorld, tmp_path: Path) -> None:
     rule = RepoRule.parse(f"corp.example/tools file://{world.repos}/corp/monorepo go/tools")
 
     async def body(up: DirectUpstream) -> tuple[bytes, bytes]:
-        return await up.list("corp.example/tools"), await up.info("corp.example/tools", "v1.2.0")
+        return (await up.list("corp.example/tools")).body, (
+            await up.info("corp.example/tools", "v1.2.0")
+        ).body
 
     listed, info = run(world, tmp_path, body, rules=(rule,), go_get=False)
     assert listed == b"v1.2.0\n"
@@ -235,7 +237,7 @@ def test_go_get_end_to_end(world: GitWorld, repo: RepoBuilder, tmp_path: Path) -
         )
         up = DirectUpstream(cfg)
         try:
-            listed = await up.list("vanity.test/d")
+            listed = (await up.list("vanity.test/d")).body
             with pytest.raises(NotFound) as exc:
                 await up.list("vanity.test/m")
             return listed, str(exc.value)

@@ -333,10 +333,10 @@ def _go_lists(go: GoCommand, module: str) -> tuple[list[str], str]:
 async def _our_outcome(up: DirectUpstream, tmp: Path, module: str, query: str) -> Outcome:
     out = Outcome()
     try:
-        info = json.loads(await up.info(module, query))
+        info = json.loads((await up.info(module, query)).body)
         out.version = info["Version"]
         out.hash = info["Origin"]["Hash"]
-        out.gomod_sum = hash_gomod(await up.mod(module, out.version))
+        out.gomod_sum = hash_gomod((await up.mod(module, out.version)).body)
         dst = tmp / f"{module.replace('/', '_')}@{out.version}.zip"
         await up.zip(module, out.version, dst)
         out.sum = hash_zip(dst)
@@ -347,9 +347,9 @@ async def _our_outcome(up: DirectUpstream, tmp: Path, module: str, query: str) -
 
 
 async def _our_lists(up: DirectUpstream, module: str) -> tuple[list[str], str]:
-    versions = (await up.list(module)).decode().split()
+    versions = (await up.list(module)).body.decode().split()
     try:
-        latest = json.loads(await up.latest(module))["Version"]
+        latest = json.loads((await up.latest(module)).body)["Version"]
     except NotFound:
         latest = "error"
     return versions, latest

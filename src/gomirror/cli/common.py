@@ -1,4 +1,9 @@
-"""cli.common holds the options shared by subcommands that load the configuration."""
+"""cli.common adds the configuration flags a subcommand understands and loads the Config from them.
+
+Which settings have a flag, and for which commands, is declared in
+``config.SETTINGS`` (``Setting.flag``); nothing here lists keys. A flag's value
+is parsed like the environment's, so it is checked and reported the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,26 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gomirror.config import Config, load_config
-
-CONFIG_FLAGS: tuple[tuple[str, str], ...] = (
-    ("listen", "HOST:PORT to serve on (default 127.0.0.1:8080)"),
-    ("cache_dir", "cache directory (default: the user cache dir)"),
-    ("upstream", "upstream list in GOPROXY syntax"),
-    ("policy", "go | failover"),
-    ("sumdb", "checksum database in GOSUMDB syntax, repeatable; 'off' disables verification"),
-    ("nosumdb", "module patterns never checked against the checksum database"),
-    ("private", "module patterns fetched only with direct (GOPRIVATE syntax)"),
-    ("log_level", "debug | info | warning | error"),
-    ("workers", "server processes sharing the port"),
-)
+from gomirror.config import SETTINGS, Config, load_config
 
 
-def add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML configuration file")
-    for key, help_text in CONFIG_FLAGS:
-        flag = "--" + key.replace("_", "-")
-        if key == "sumdb":
-            p.add_argument(flag, dest=key, action="append", help=help_text)
-        else:
-            p.add_argument(flag, dest=key, help=help_text)
+def add_config_options(p: argparse.ArgumentParser, command: str | None = None) -> None:
+    """Add ``--config`` and the flags that apply to command (None: only the common ones)."""
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    for s in SETTINGS:
+        if s.flag is None or not s.flag.applies_to(command):
+            continue
+        p.add_argument(
+            s.option,
+            dest=s.key,
+            action="append" if s.flag.repeatable else "store",
+            metavar=s.flag.metavar,
+            # argparse treats % in help as a format directive.
+            help=s.flag.help.replace("%", "%%"),
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {k: getattr(args, k, None) for k, _ in CONFIG_FLAGS}
-    return load_config(config_file=args.config, overrides=overrides)
+    """Load the Config with the flags given on the command line as the highest layer."""
+    overrides: dict[str, Any] = {s.key: getattr(args, s.key, None) for s in SETTINGS if s.flag}
+    return load_config(config_file=getattr(args, "config", None), overrides=overrides)

@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve.add_parser(sub)
     verify.add_parser(sub)
+    from gomirror.cli import doctor, setup
+
+    setup.add_parser(sub)
+    doctor.add_parser(sub)
     return p
 
 

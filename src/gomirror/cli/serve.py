@@ -2,7 +2,9 @@
 
 With ``workers > 1`` the parent forks that many server processes that share
 the listening port (SO_REUSEPORT) and the cache directory, and forwards
-SIGTERM/SIGINT to them.
+SIGTERM/SIGINT to them. Before forking it makes the group's run directory
+(``monitor.aggregate.WorkerGroup``), where the workers meet to sum their
+metrics, and removes it once they have all exited.
 """
 
 from __future__ import annotations
@@ -13,58 +15,74 @@ import contextlib
 import os
 import signal
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
-from gomirror.app import App
+from gomirror.app import preflight, run_forever
 from gomirror.cli.common import add_config_options, config_from_args
 from gomirror.config import Config
+from gomirror.errors import ConfigError
 from gomirror.logs import setup_logging
+from gomirror.monitor.aggregate import WorkerGroup
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the module proxy")
-    add_config_options(p)
+    add_config_options(p, "serve")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    setup_logging(config.log_level, access_log=config.access_log)
-    if config.workers > 1:
+    setup_logging(config.server.log_level, access_log=config.server.access_log)
+    if config.server.workers > 1:
+        preflight(config)
         return _run_workers(config)
     _serve(config)
     return 0
 
 
-def _serve(config: Config) -> None:
+def _serve(config: Config, group_dir: Path | None = None) -> None:
     # The stock asyncio loop on purpose: uvloop has no loop.sendfile, so aiohttp
     # would copy every zip through a thread pool (measured in docs/benchmarks.md:
     # 20 MB zips went from ~0.6x to ~1.0x nginx without uvloop).
-    asyncio.run(_main(config))
+    asyncio.run(_main(config, group_dir))
 
 
-async def _main(config: Config) -> None:
-    app = App(config)
+async def _main(config: Config, group_dir: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    try:
-        await stop.wait()
-    finally:
-        await app.stop()
+    await run_forever(config, stop, worker_group=group_dir)
 
 
 def _run_workers(config: Config) -> int:
+    group = WorkerGroup(config.cache.cache_dir)
+    try:
+        return _fork_workers(config, group.dir)
+    finally:
+        group.close()  # only the parent gets here: children leave by os._exit
+
+
+def _fork_workers(config: Config, group_dir: Path) -> int:
     children: list[int] = []
-    for _ in range(config.workers):
+    for _ in range(config.server.workers):
         pid = os.fork()
         if pid == 0:  # child
+            code = 0
             try:
-                _serve(config)
+                _serve(config, group_dir)
+            except ConfigError as e:
+                print(f"gomirror: {e}", file=sys.stderr)
+                code = 2
+            except Exception:
+                traceback.print_exc()  # os._exit below would otherwise hide it
+                code = 1
             finally:
-                os._exit(0)
+                sys.stderr.flush()
+                os._exit(code)
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:

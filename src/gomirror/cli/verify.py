@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
-
+from gomirror.app import build
 from gomirror.cli.common import add_config_options, config_from_args
 from gomirror.config import Config
 from gomirror.errors import (
@@ -39,9 +38,8 @@ from gomirror.logs import setup_logging
 from gomirror.module.dirhash import hash_gomod
 from gomirror.module.modzip import check_zip
 from gomirror.module.paths import unescape_path, unescape_version
-from gomirror.service import Verifier
 from gomirror.storage.disk import DiskStorage
-from gomirror.wiring import build_sumdb
+from gomirror.upstream.verified import Verifier
 
 QUARANTINE_PREFIX = "_gomirror/quarantine/"
 _SKIP_PREFIXES = ("_gomirror/", "sumdb/")
@@ -99,7 +97,7 @@ class Report:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("verify", help="re-check every cached module against the checksum database")
-    add_config_options(p)
+    add_config_options(p, "verify")
     p.add_argument(
         "--quarantine",
         action="store_true",
@@ -110,7 +108,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    setup_logging(config.log_level, access_log=False)
+    setup_logging(config.server.log_level, access_log=False)
     report = asyncio.run(verify_cache(config, quarantine=bool(args.quarantine)))
     for line in report.problems:
         print(line)
@@ -138,10 +136,9 @@ def parse_key(key: str) -> CachedFile | None:
 
 async def verify_cache(config: Config, *, quarantine: bool = False) -> Report:
     """Check every cached module file (see the module docstring)."""
-    storage = DiskStorage(config.cache_dir)
     report = Report()
-    async with aiohttp.ClientSession(trust_env=True) as session:
-        verifier, _ = build_sumdb(config, storage, session)
+    async with build(config) as parts:
+        storage, verifier = parts.disk, parts.verifier
         keys = [k async for k in storage.keys()]  # noqa: SIM118 - an async iterator
         files = [f for k in keys if (f := parse_key(k)) is not None]
         for f in files:

@@ -12,14 +12,15 @@ microsecond: Python's datetime cannot hold Go's nanoseconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from gomirror.errors import InvalidContent
-from gomirror.module import semver
+from gomirror.errors import GomirrorError, InvalidContent
+from gomirror.module import paths, semver
 from gomirror.module.pseudo import is_pseudo_version
 
 __all__ = ["ORIGIN_FIELDS", "Info", "format_info", "format_time", "parse_info", "parse_list"]
@@ -162,3 +163,38 @@ def parse_list(data: bytes) -> list[str]:
         if fields and semver.is_valid(fields[0]) and not is_pseudo_version(fields[0]):
             found.append(fields[0])
     return semver.sort_versions(found)
+
+
+@functools.lru_cache(maxsize=65536)
+def is_canonical_for(module: str, version: str) -> bool:
+    """Report whether version is a canonical version valid for module (the ``.info`` hard rule)."""
+    if not semver.is_valid(version) or paths.canonical_version(version) != version:
+        return False
+    try:
+        paths.check(module, version)
+    except GomirrorError:
+        return False
+    return True
+
+
+def check_list_body(body: bytes) -> None:
+    """Raise InvalidContent unless body is a well-formed ``@v/list`` answer."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidContent("version list is not UTF-8 text") from None
+    if "\x00" in text:
+        raise InvalidContent("version list contains NUL bytes")
+    parse_list(body)
+
+
+def check_info_body(body: bytes, module: str, requested: str | None) -> Info:
+    """Parse an ``.info``/``@latest`` answer for module; ``requested`` is a canonical version asked for."""
+    info = parse_info(body)
+    if not semver.is_valid(info.version) or not is_canonical_for(module, info.version):
+        raise InvalidContent(f"info for {module} names invalid version {info.version!r}")
+    if requested is not None and info.version != requested:
+        raise InvalidContent(
+            f"proxy returned info for version {info.version} instead of requested version {requested}"
+        )
+    return info

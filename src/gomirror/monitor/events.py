@@ -81,12 +81,21 @@ class EventRecorder:
             },
         )
         self._metrics.tamper_events.labels(upstream, ev.kind).inc()
+        await self._store(ev)
+        return ev
+
+    async def route_rejected(self, db: str, route: str, what: str, detail: str) -> None:
+        """A checksum-database route served content that failed authentication."""
+        ev = Event("sumdb_route_rejected", route, db, "", what, detail[:500], time=time.time())
+        self._metrics.tamper_events.labels(route, ev.kind).inc()
+        await self._store(ev)
+
+    async def _store(self, ev: Event) -> None:
         key = f"{EVENTS_PREFIX}{time.strftime('%Y-%m-%d', time.gmtime(ev.time))}/{int(ev.time * 1000)}-{uuid.uuid4().hex[:8]}.json"
         try:
             await self._storage.put_bytes(key, json.dumps(asdict(ev), sort_keys=True).encode())
         except StorageError:
             log.exception("event not stored", extra={"key": key})
-        return ev
 
     async def recent(self, limit: int = 100) -> list[Event]:
         keys = [k async for k in self._storage.keys(EVENTS_PREFIX)]

@@ -3,12 +3,26 @@
 Nothing here is global: the composition root creates one ``Metrics`` with its
 own ``CollectorRegistry`` and hands it to the parts that record. Label values
 are bounded sets (endpoint names, upstream names from config, outcome labels).
+
+``render()`` is this process's exposition (Prometheus text format) as it is
+exported, not as the registry holds it: the ``_created`` samples that
+prometheus_client keeps for every counter and histogram are left out (they
+change whenever a worker starts, and summing them across workers means
+nothing), and with ``instance`` set every sample carries a constant
+``instance`` label. Both are done by the view that ``render`` exports through,
+so the library's process-wide switches are never touched. Summing the
+expositions of several worker processes is ``monitor.aggregate``'s job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -18,8 +32,11 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, instance: str | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.instance = instance
         r = self.registry
         self.requests = Counter(
             "gomirror_requests",
@@ -59,6 +76,32 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.upstream_ttfb = Histogram(
+            "gomirror_upstream_first_byte_seconds",
+            "Time to the first byte of a successful upstream answer, by upstream and kind.",
+            ["upstream", "kind"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.hedges = Counter(
+            "gomirror_upstream_hedges",
+            "Hedged requests: started for an upstream, and won by it.",
+            ["upstream", "result"],
+            registry=r,
+        )
+        self.storage_ops = Counter(
+            "gomirror_storage_operations",
+            "Storage operations, by operation and result.",
+            ["op", "result"],
+            registry=r,
+        )
+        self.storage_seconds = Histogram(
+            "gomirror_storage_duration_seconds",
+            "Storage operation latency, by operation.",
+            ["op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.tamper_events = Counter(
             "gomirror_tamper_events",
             "Upstream content rejected as tampered or invalid.",
@@ -76,5 +119,31 @@ class Metrics:
         self.upstream_requests.labels(upstream, op, outcome).inc()
         self.upstream_seconds.labels(upstream, op).observe(seconds)
 
+    def hedge_started(self, upstream: str) -> None:
+        self.hedges.labels(upstream, "started").inc()
+
+    def hedge_won(self, upstream: str) -> None:
+        self.hedges.labels(upstream, "won").inc()
+
     def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
+        """This process's exposition: no ``_created`` series, ``instance`` on every sample."""
+        return bytes(generate_latest(ExportView(self.registry, self.instance)))
+
+
+class ExportView(Collector):  # type: ignore[misc]  # prometheus_client is untyped here
+    """The registry's families as exported: ``_created`` samples dropped, ``instance`` added."""
+
+    def __init__(self, registry: CollectorRegistry, instance: str | None) -> None:
+        self.registry = registry
+        self.instance = instance
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                if self.instance is not None:
+                    sample = sample._replace(labels={**sample.labels, "instance": self.instance})
+                out.samples.append(sample)
+            yield out

@@ -12,38 +12,63 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
 
 from gomirror import __version__
+from gomirror.answers import Answer, FileAnswer
 from gomirror.errors import GomirrorError, NotFound
 from gomirror.monitor.metrics import Metrics
+from gomirror.monitor.readiness import ReadyState
 from gomirror.server import responses as R
-from gomirror.server.routes import ModuleRequest, SumdbRequest, parse_path
-from gomirror.service import Answer, Service, is_canonical_for
+from gomirror.server.routes import ModuleRequest, RouteCache, SumdbRequest
+from gomirror.server.status_page import (
+    STATUS_HTML_PATHS,
+    STATUS_JSON_PATH,
+    StatusSnapshot,
+    content_security_policy,
+    dumps,
+    render_status_page,
+)
+from gomirror.service import Service
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gomirror.access")
 
 ZIP_CHUNK = 256 << 10
-
-
-@dataclass(frozen=True, slots=True)
-class RawAnswer:
-    """A pass-through answer (sumdb): status, type, body, cache policy."""
-
-    status: int
-    content_type: str
-    body: bytes
-    cache_control: str
+ENDPOINT = web.RequestKey("endpoint", str)
+CACHE = web.RequestKey("cache", str)
+BYTES = web.RequestKey("bytes", int)
 
 
 class SumdbHandler(Protocol):
-    """Serves ``/sumdb/<name>/...``; ``rest`` is the path after ``/sumdb/``."""
+    """Serves ``/sumdb/<name>/...``; ``rest`` is the path after ``/sumdb/``.
 
-    async def handle_path(self, rest: str) -> RawAnswer: ...
+    Returns a plain answer or raises a domain error (``NotFound``, ``InvalidRequest``,
+    ``UpstreamError``, ``SumdbError``), like the service.
+    """
+
+    async def handle_path(self, rest: str) -> Answer: ...
+
+
+class StatusSource(Protocol):
+    """Produces the status page's data (``server.status.StatusBuilder``)."""
+
+    async def snapshot(self) -> StatusSnapshot: ...
+
+
+class ReadinessCheck(Protocol):
+    async def check(self) -> ReadyState: ...
+
+
+class RequestListener(Protocol):
+    """Told the module of every module request (the monitor's popularity count)."""
+
+    def record(self, module: str) -> None: ...
+
+
+OPS_PATHS = ("/healthz", "/readyz", "/metrics", *STATUS_HTML_PATHS, STATUS_JSON_PATH)
 
 
 class Server:
@@ -56,13 +81,20 @@ class Server:
         *,
         sumdb: SumdbHandler | None = None,
         access_log_enabled: bool = True,
-        status_page: Callable[[], Awaitable[str]] | None = None,
+        status: StatusSource | None = None,
+        readiness: ReadinessCheck | None = None,
+        requests: RequestListener | None = None,
+        metrics_text: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self.service = service
         self.metrics = metrics
         self.sumdb = sumdb
         self.access_log_enabled = access_log_enabled
-        self.status_page = status_page
+        self.status = status
+        self.readiness = readiness
+        self._requests = requests
+        self._metrics_text = metrics_text
+        self._routes = RouteCache()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._observe], client_max_size=1024)
@@ -76,22 +108,25 @@ class Server:
     ) -> web.StreamResponse:
         started = time.monotonic()
         resp = await handler(request)
-        endpoint = request.get("endpoint", "other")
+        endpoint = request.get(ENDPOINT, "other")
         seconds = time.monotonic() - started
         self.metrics.requests.labels(endpoint, str(resp.status)).inc()
         self.metrics.request_seconds.labels(endpoint).observe(seconds)
-        size = request.get("bytes", resp.content_length or 0)
+        size = request.get(BYTES, resp.content_length or 0)
         self.metrics.bytes_served.labels(endpoint).inc(size)
+        cache = request.get(CACHE)
+        if cache is not None and endpoint not in ("ops", "other"):
+            self.metrics.cache.labels(endpoint, cache).inc()
         if self.access_log_enabled:
             access_log.info(
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.raw_path,
+                    "path": request.raw_path[:300],
                     "status": resp.status,
                     "bytes": size,
                     "ms": round(seconds * 1000, 2),
-                    "cache": request.get("cache", "-"),
+                    "cache": request.get(CACHE, "-"),
                     "remote": request.remote,
                 },
             )
@@ -100,13 +135,15 @@ class Server:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         raw = request.raw_path
         try:
-            if raw in ("/healthz", "/metrics", "/"):
-                return await self._ops(request, raw)
-            req = parse_path(raw)
+            if raw.split("?", 1)[0] in OPS_PATHS:
+                return await self._ops(request, raw.split("?", 1)[0])
+            req = self._routes.parse(raw)
             if isinstance(req, SumdbRequest):
-                request["endpoint"] = "sumdb"
-                return await self._sumdb(req)
-            request["endpoint"] = req.endpoint
+                request[ENDPOINT] = "sumdb"
+                return await self._sumdb(request, req)
+            request[ENDPOINT] = req.endpoint
+            if self._requests is not None:
+                self._requests.record(req.module)
             return await self._module(request, req)
         except Exception as e:
             if not isinstance(e, GomirrorError):
@@ -121,68 +158,102 @@ class Server:
     async def _module(self, request: web.Request, req: ModuleRequest) -> web.StreamResponse:
         svc = self.service
         if req.endpoint == "zip":
-            z = await svc.zip(req.module, req.version)
-            request["cache"] = z.cache
-            request["bytes"] = z.size
-            headers = {
-                "Content-Type": R.ZIP,
-                "Cache-Control": R.IMMUTABLE_CACHE,
-                "X-Gomirror-Cache": z.cache,
-            }
-            if z.path is not None:
-                return web.FileResponse(z.path, chunk_size=ZIP_CHUNK, headers=headers)
-            return web.Response(body=z.body, headers=headers)
+            return await self._file(request, await svc.zip(req.module, req.version))
         if req.endpoint == "list":
             ans = await svc.list(req.module)
-            return self._small(request, ans, "text/plain; charset=utf-8", mutable=True)
-        if req.endpoint == "latest":
+        elif req.endpoint == "latest":
             ans = await svc.latest(req.module)
-            return self._small(request, ans, R.JSON, mutable=True)
-        if req.endpoint == "info":
+        elif req.endpoint == "info":
             ans = await svc.info(req.module, req.version)
-            canonical = is_canonical_for(req.module, req.version)
-            return self._small(request, ans, R.JSON, mutable=not canonical)
-        ans = await svc.mod(req.module, req.version)
-        return self._small(request, ans, "text/plain; charset=utf-8", mutable=False)
+        else:
+            ans = await svc.mod(req.module, req.version)
+        return self._small(request, ans)
 
-    def _small(
-        self, request: web.Request, ans: Answer, content_type: str, *, mutable: bool
-    ) -> web.Response:
-        request["cache"] = ans.cache
+    async def _file(self, request: web.Request, z: FileAnswer) -> web.StreamResponse:
+        request[CACHE] = z.cache
+        request[BYTES] = z.size
         headers = {
-            "Content-Type": content_type,
-            "Cache-Control": R.mutable_cache(self.service.mutable_ttl)
-            if mutable
-            else R.IMMUTABLE_CACHE,
+            "Content-Type": z.content_type,
+            "Cache-Control": R.cache_control(z.lifetime),
+            "X-Gomirror-Cache": z.cache,
+        }
+        if z.redirect is not None:
+            request[BYTES] = 0
+            raise web.HTTPFound(z.redirect, headers={"Cache-Control": R.ERROR_CACHE})
+        if z.path is not None:
+            return web.FileResponse(z.path, chunk_size=ZIP_CHUNK, headers=headers)
+        if z.chunks is not None:
+            resp = web.StreamResponse(headers=headers)
+            resp.content_length = z.size
+            await resp.prepare(request)
+            async for chunk in z.chunks:
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        return web.Response(body=z.body, headers=headers)
+
+    def _small(self, request: web.Request, ans: Answer) -> web.Response:
+        request[CACHE] = ans.cache
+        headers = {
+            "Content-Type": ans.content_type,
+            "Cache-Control": R.cache_control(ans.lifetime),
             "X-Gomirror-Cache": ans.cache,
         }
-        if ans.cache == "stale":
-            headers["Cache-Control"] = "no-cache"
+        if ans.lifetime.stale:
             headers["X-Gomirror-Stale"] = ans.stale_reason or "every upstream failed"
         return web.Response(body=ans.body, headers=headers)
 
-    async def _sumdb(self, req: SumdbRequest) -> web.Response:
+    async def _sumdb(self, request: web.Request, req: SumdbRequest) -> web.Response:
         if self.sumdb is None:
             raise NotFound("not found: checksum database pass-through is disabled")
         ans = await self.sumdb.handle_path(req.rest)
+        request[CACHE] = ans.cache
         return web.Response(
-            status=ans.status,
             body=ans.body,
-            headers={"Content-Type": ans.content_type, "Cache-Control": ans.cache_control},
+            headers={
+                "Content-Type": ans.content_type,
+                "Cache-Control": R.cache_control(ans.lifetime),
+            },
         )
 
     async def _ops(self, request: web.Request, path: str) -> web.Response:
-        request["endpoint"] = "ops"
+        request[ENDPOINT] = "ops"
         if path == "/healthz":
             return web.Response(text="ok\n", content_type="text/plain")
-        if path == "/metrics":
+        if path == "/readyz":
+            if self.readiness is None:
+                return web.Response(text="ready\n", content_type="text/plain")
+            state = await self.readiness.check()
+            text = ("ready" if state.ready else "not ready") + "\n" + "\n".join(state.lines)
             return web.Response(
-                body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type}
+                status=200 if state.ready else 503,
+                text=text + "\n",
+                content_type="text/plain",
+                headers={"Cache-Control": R.ERROR_CACHE},
             )
-        if self.status_page is not None:
-            return web.Response(text=await self.status_page(), content_type="text/html")
+        if path == "/metrics":
+            body = await self._metrics_text() if self._metrics_text else self.metrics.render()
+            return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
+        if self.status is not None:
+            snap = await self.status.snapshot()
+            if path == STATUS_JSON_PATH:
+                return web.Response(
+                    text=dumps(snap),
+                    content_type="application/json",
+                    headers={"Cache-Control": R.ERROR_CACHE},
+                )
+            return web.Response(
+                text=render_status_page(snap),
+                content_type="text/html",
+                headers={
+                    "Cache-Control": R.ERROR_CACHE,
+                    "Content-Security-Policy": content_security_policy(),
+                },
+            )
+        if path != "/":
+            raise NotFound("not found: the status page is disabled")
         return web.Response(
-            text=f"gomirror {__version__}: a Go module proxy. Use it with "
-            f"go env -w GOPROXY=http://{request.host}\n",
+            text=f"gomirror {__version__}: a Go module proxy. Point the go command at this "
+            "server's address with go env -w GOPROXY=http://HOST:PORT\n",
             content_type="text/plain",
         )

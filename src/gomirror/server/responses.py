@@ -1,15 +1,18 @@
-"""server.responses is the one place where domain errors become HTTP answers.
+"""server.responses is the one place where domain errors and lifetimes become HTTP.
 
 Every error body is ``text/plain; charset=utf-8`` with the useful sentence
 first and at most 8 lines / 648 bytes, because that is all the go command shows
-(protocol.md §1.5). Cache lifetimes for every kind of answer are named here.
-Unexpected exceptions become a bare 500 with no stack trace in the body.
+(protocol.md §1.5). Every ``Cache-Control`` value is made here, from the
+``Lifetime`` a domain answer carries (``cache_control``) or from the error
+class (``error_answer``). Unexpected exceptions become a bare 500 with no
+stack trace in the body.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gomirror.answers import Lifetime
 from gomirror.errors import (
     ChecksumMismatch,
     GomirrorError,
@@ -17,10 +20,11 @@ from gomirror.errors import (
     InvalidRequest,
     NotFound,
     StorageError,
+    StorageFull,
     UpstreamError,
+    UpstreamTimeout,
     VerificationError,
 )
-from gomirror.upstream.proxy import UpstreamTimeout
 
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 NOT_FOUND_CACHE = "public, max-age=60"
@@ -32,8 +36,18 @@ MAX_BODY_LINES = 8
 MAX_BODY_BYTES = 648
 
 
-def mutable_cache(ttl: float) -> str:
-    return f"public, max-age={int(ttl)}"
+STALE_CACHE = "no-cache"
+
+
+def cache_control(lifetime: Lifetime) -> str:
+    """The Cache-Control header for an answer with this lifetime."""
+    if lifetime.stale:
+        return STALE_CACHE
+    if lifetime.seconds is None:
+        return IMMUTABLE_CACHE
+    if lifetime.seconds <= 0:
+        return ERROR_CACHE
+    return f"public, max-age={int(lifetime.seconds)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,8 @@ def error_answer(err: BaseException) -> ErrorAnswer:
         return ErrorAnswer(504, error_body(str(err)), ERROR_CACHE)
     if isinstance(err, UpstreamError):
         return ErrorAnswer(502, error_body(str(err)), ERROR_CACHE)
+    if isinstance(err, StorageFull):
+        return ErrorAnswer(507, error_body(f"cache full: {err}"), ERROR_CACHE)
     if isinstance(err, StorageError):
         return ErrorAnswer(500, error_body(f"cache error: {err}"), ERROR_CACHE)
     if isinstance(err, GomirrorError):

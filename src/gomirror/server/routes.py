@@ -5,12 +5,15 @@ module paths and versions (protocol.md §1.3-1.4). ``parse_path`` undoes both,
 splits at the last ``/@v/`` (or the ``/@latest`` suffix), and validates module
 path and version with Go's rules. Syntax errors raise ``InvalidRequest``
 (answered 400); a well-formed path that cannot name a module file raises
-``NotFound`` (404), so a client walking a GOPROXY list falls through.
+``NotFound`` (404), so a client walking a GOPROXY list falls through. A path
+element longer than 255 bytes cannot be a cached file on any file system, so
+it is "not found" too. The query string is ignored: the protocol uses none.
+``RouteCache`` memoises parsed paths for one server, bounded by bytes.
 """
 
 from __future__ import annotations
 
-import functools
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
@@ -54,10 +57,18 @@ def decode_path(raw_path: str) -> str:
         raise InvalidRequest("request path is not valid UTF-8") from None
 
 
-@functools.lru_cache(maxsize=65536)  # pure; the go command repeats paths a lot
+MAX_ELEMENT_BYTES = 255
+ROUTE_CACHE_BYTES = 4 << 20
+
+
 def parse_path(raw_path: str) -> ModuleRequest | SumdbRequest:
     """Parse a raw request path (see the module docstring)."""
     path = decode_path(raw_path).lstrip("/")
+    for element in path.split("/"):
+        if len(element.encode()) > MAX_ELEMENT_BYTES:
+            raise NotFound(
+                f"not found: path element longer than {MAX_ELEMENT_BYTES} bytes: {element[:40]}..."
+            )
     if path.startswith("sumdb/"):
         return SumdbRequest(path[len("sumdb/") :])
     if path.endswith("/@latest"):
@@ -104,3 +115,33 @@ def _check_canonical(module: str, version: str) -> None:
         check(module, version)
     except GomirrorError as e:
         raise NotFound(f"not found: {module}@{version}: {e}") from None
+
+
+class RouteCache:
+    """Parsed request paths, most recent first, bounded by the bytes of the paths kept.
+
+    Only successful parses are kept (errors are cheap to recompute and would let
+    junk paths push out real ones); the query string is dropped before lookup.
+    """
+
+    def __init__(self, max_bytes: int = ROUTE_CACHE_BYTES) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[str, ModuleRequest | SumdbRequest] = OrderedDict()
+
+    def parse(self, raw_path: str) -> ModuleRequest | SumdbRequest:
+        path = raw_path.split("?", 1)[0]
+        hit = self._items.get(path)
+        if hit is not None:
+            self._items.move_to_end(path)
+            return hit
+        req = parse_path(path)
+        self._items[path] = req
+        self._bytes += len(path)
+        while self._bytes > self._max and self._items:
+            old, _ = self._items.popitem(last=False)
+            self._bytes -= len(old)
+        return req
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,4 +1,4 @@
-"""storage.base defines the Storage protocol every cache backend implements.
+"""storage.base defines the Storage protocol every cache backend implements: a store of module files.
 
 Keys are slash-separated strings laid out like a GOPROXY tree, already
 case-escaped, for example ``github.com/!burnt!sushi/toml/@v/v1.6.0.zip`` or
@@ -6,20 +6,30 @@ case-escaped, for example ``github.com/!burnt!sushi/toml/@v/v1.6.0.zip`` or
 gomirror's own state (sidecars, tree heads, events) and are never served.
 
 Contract:
-- ``get``/``stat``/``open_file`` return ``None`` when the key is missing; they
-  never raise for a missing key.
-- ``put_bytes``/``put_file`` are atomic: a reader sees either the old object,
+- ``get``/``stat`` return ``None`` when the key is missing; they never raise
+  for a missing key.
+- ``put_bytes``/``put_file`` are atomic: a reader sees either the old object
   or the complete new one, never a partial write, even across a crash.
-- Backend failures raise ``gomirror.errors.StorageError``.
+- Backend failures raise ``gomirror.errors.StorageError`` (``StorageFull``
+  when the backend has no space left).
+
+Optional capabilities: a backend that cannot do one of these returns ``None``
+and the service falls back to the next way of serving a big file:
+- ``local_path``: a local file holding the object, for zero-copy ``sendfile``;
+- ``stream``: the object as an async byte stream, for bounded-memory serving;
+- ``presign``: a URL the client may fetch the object from directly.
+
+Locks and single-flight are not storage's business: see ``gomirror.coordination``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+STREAM_CHUNK = 256 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +52,12 @@ class Storage(Protocol):
         """Return size and mtime, or None if it is missing."""
         ...
 
-    async def local_path(self, key: str) -> Path | None:
-        """Return a local file holding the object (for zero-copy serving), or None.
-
-        Backends without local files (object stores) always return None.
-        """
-        ...
-
     async def put_bytes(self, key: str, data: bytes) -> None:
         """Store data under key atomically, replacing any previous object."""
         ...
 
     async def put_file(self, key: str, src: Path) -> None:
-        """Store the file at src under key atomically; src may be moved or consumed."""
-        ...
-
-    async def read_to(self, key: str, dst: Path) -> bool:
-        """Copy the object into the local file dst; False if it is missing."""
+        """Store the local file src under key atomically; src may be moved or consumed."""
         ...
 
     async def delete(self, key: str) -> None:
@@ -69,15 +68,18 @@ class Storage(Protocol):
         """Iterate over every key starting with prefix, in no particular order."""
         ...
 
-    def lock(self, key: str) -> AbstractAsyncContextManager[None]:
-        """An exclusive lock on key shared by every process using this storage.
-
-        Held while fetching key from upstream, so that several processes (or
-        instances) sharing the cache fetch a missing file once. In-process
-        callers are already deduplicated by ``SingleFlight``.
-        """
+    async def local_path(self, key: str) -> Path | None:
+        """A local file holding the object, or None (missing, or no local files here)."""
         ...
 
-    def temp_dir(self) -> Path:
-        """A local directory for temporary files on the same file system as the cache."""
+    async def stream(self, key: str) -> AsyncIterator[bytes] | None:
+        """The object as chunks of at most ``STREAM_CHUNK`` bytes, or None if missing/unsupported."""
+        ...
+
+    async def presign(self, key: str, expires: float) -> str | None:
+        """A URL valid for ``expires`` seconds that serves the object, or None if unsupported."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and other resources."""
         ...

@@ -2,10 +2,13 @@
 
 Because keys are escaped module paths (``github.com/!azure/x/@v/v1.0.0.zip``), the
 root directory itself works as ``GOPROXY=file:///<root>``. Writes go to a temp
-file in ``<root>/_gomirror/tmp`` (same file system), are flushed with fsync and
-then renamed over the final name, and the directory is fsynced: after a crash
-or ``kill -9`` a key holds either its old content or its complete new content.
-Temp files left behind by a crash are never served and are swept at start-up.
+file in this process's directory under ``<root>/_gomirror/tmp`` (same file
+system; see ``storage.tempfiles``), are flushed with fsync and then renamed
+over the final name, and the directory is fsynced: after a crash or ``kill -9``
+a key holds either its old content or its complete new content. Temp files of
+dead processes are never served and are swept at start-up. A full disk raises
+``StorageFull``. Small objects read recently are kept in memory, checked
+against a fresh ``stat`` so a replaced or deleted file is never served from there.
 """
 
 from __future__ import annotations
@@ -13,26 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
-import hashlib
 import os
 import shutil
 import stat as stat_module
-import time
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
-from gomirror.errors import StorageError
-from gomirror.storage.base import ObjectInfo
+from gomirror.errors import StorageError, StorageFull
+from gomirror.storage.base import STREAM_CHUNK, ObjectInfo
+from gomirror.storage.tempfiles import TempArea
 
 TMP_SUBDIR = "_gomirror/tmp"
 LOCK_SUBDIR = "_gomirror/locks"
-LOCK_POLL_SECONDS = 0.01
 SMALL_FILE_BYTES = 64 << 10  # .info, .mod and lists; zips are sent with sendfile instead
 MEMO_BYTES = 32 << 20
-STALE_TMP_SECONDS = 3600.0
 
 
 def check_key(key: str) -> None:
@@ -45,8 +44,8 @@ def check_key(key: str) -> None:
 
 
 def _storage_error(action: str, key: str, e: OSError) -> StorageError:
-    if e.errno == errno.ENOSPC:
-        return StorageError(f"cache disk full while {action} {key}")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"cache full (no space left) while {action} {key}")
     return StorageError(f"cache {action} {key} failed: {e.strerror or e}")
 
 
@@ -56,57 +55,48 @@ class DiskStorage:
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
         self._fsync = fsync
-        self._tmp = root / TMP_SUBDIR
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
+            self._temp = TempArea(root / TMP_SUBDIR)
         except OSError as e:
-            raise StorageError(f"cannot create cache directory {root}: {e.strerror}") from None
-        self._sweep_tmp()
-        # Small objects read recently, keyed by path and checked against a fresh stat
-        # (inode, mtime, size), so a replaced or deleted file is never served from here.
+            raise StorageError(f"cannot use cache directory {root}: {e.strerror or e}") from None
+        self._tmp = self._temp.dir
         self._memo: OrderedDict[str, tuple[tuple[int, int, int], bytes]] = OrderedDict()
         self._memo_bytes = 0
-
-    def _sweep_tmp(self) -> None:
-        cutoff = time.time() - STALE_TMP_SECONDS
-        for p in self._tmp.iterdir():
-            try:
-                if p.stat().st_mtime < cutoff:
-                    if p.is_dir():
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        p.unlink()
-            except OSError:
-                pass
 
     def path(self, key: str) -> Path:
         check_key(key)
         return self.root / key
 
     def temp_dir(self) -> Path:
+        """This process's temp directory, on the cache's file system (renames are cheap)."""
         return self._tmp
 
-    @contextlib.asynccontextmanager
-    async def lock(self, key: str) -> AsyncIterator[None]:
-        """A cross-process lock: ``flock`` on a per-key file, polled so no thread blocks."""
-        check_key(key)
-        lock_dir = self.root / LOCK_SUBDIR
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
-        fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    await asyncio.sleep(LOCK_POLL_SECONDS)  # another process is fetching key
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+    def lock_dir(self) -> Path:
+        """Where cross-process lock files for this cache live."""
+        return self.root / LOCK_SUBDIR
 
     def new_temp_path(self, suffix: str = "") -> Path:
-        return self._tmp / f"{uuid.uuid4().hex}{suffix}"
+        return self._temp.path(suffix)
+
+    def sweep_temp(self) -> int:
+        """Remove temp files of dead processes now (also done at start-up)."""
+        return self._temp.sweep()
+
+    def check_writable(self) -> None:
+        """Raise StorageError unless a small file can be written and removed (start-up, /readyz)."""
+        probe = self.new_temp_path(".probe")
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+            probe.unlink()
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+            raise _storage_error("writing", str(probe.relative_to(self.root)), e) from None
+
+    async def close(self) -> None:
+        self._temp.close()
 
     async def get(self, key: str) -> bytes | None:
         p = self.path(key)
@@ -154,7 +144,21 @@ class DiskStorage:
         p = self.path(key)
         return p if p.is_file() else None
 
+    async def stream(self, key: str) -> AsyncIterator[bytes] | None:
+        p = self.path(key)
+        try:
+            f = open(p, "rb")  # noqa: SIM115, ASYNC230 - closed by the generator; open is cheap
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as e:
+            raise _storage_error("reading", key, e) from None
+        return _chunks(f)
+
+    async def presign(self, key: str, expires: float) -> str | None:
+        return None  # local files have no URL of their own
+
     async def put_bytes(self, key: str, data: bytes) -> None:
+        check_key(key)  # before a temp file exists, so a bad key leaves none behind
         await asyncio.to_thread(self._put_bytes_sync, key, data)
 
     def _put_bytes_sync(self, key: str, data: bytes) -> None:
@@ -171,15 +175,19 @@ class DiskStorage:
         self._commit(tmp, key)
 
     async def put_file(self, key: str, src: Path) -> None:
+        check_key(key)  # before a temp file exists, so a bad key leaves none behind
         await asyncio.to_thread(self._put_file_sync, key, src)
 
     def _put_file_sync(self, key: str, src: Path) -> None:
         try:
-            if src.parent != self._tmp:
-                tmp = self.new_temp_path()
-                shutil.copyfile(src, tmp)
-            else:
+            if src.parent == self._tmp:
                 tmp = src
+            else:
+                tmp = self.new_temp_path()
+                try:
+                    os.link(src, tmp)  # same file system: no copy
+                except OSError:
+                    shutil.copyfile(src, tmp)
             if self._fsync:
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
@@ -187,6 +195,8 @@ class DiskStorage:
                 finally:
                     os.close(fd)
         except OSError as e:
+            if tmp != src:  # a partial copy (ENOSPC) must not keep the disk full
+                tmp.unlink(missing_ok=True)
             raise _storage_error("writing", key, e) from None
         self._commit(tmp, key)
 
@@ -207,16 +217,6 @@ class DiskStorage:
                 tmp.unlink()
             raise _storage_error("writing", key, e) from None
 
-    async def read_to(self, key: str, dst: Path) -> bool:
-        p = self.path(key)
-        try:
-            await asyncio.to_thread(shutil.copyfile, p, dst)
-        except FileNotFoundError:
-            return False
-        except OSError as e:
-            raise _storage_error("reading", key, e) from None
-        return True
-
     async def delete(self, key: str) -> None:
         try:
             self.path(key).unlink()
@@ -230,7 +230,7 @@ class DiskStorage:
         for dirpath, dirnames, filenames in os.walk(base):
             rel = os.path.relpath(dirpath, base)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            if rel.startswith(TMP_SUBDIR):
+            if rel.startswith((TMP_SUBDIR, LOCK_SUBDIR)):
                 dirnames[:] = []
                 continue
             dirnames.sort()
@@ -238,3 +238,14 @@ class DiskStorage:
                 key = rel + name
                 if key.startswith(prefix):
                     yield key
+
+
+async def _chunks(f: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            chunk = await asyncio.to_thread(f.read, STREAM_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        f.close()

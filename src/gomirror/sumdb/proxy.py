@@ -1,18 +1,25 @@
-"""proxy serves the GOPROXY checksum-database pass-through ``/sumdb/<name>/...`` with caching.
+"""proxy serves the GOPROXY checksum-database pass-through ``/sumdb/<name>/...``.
 
-``SumdbPassThrough.handle(name, subpath)`` answers ``supported``, ``latest``,
-``lookup/<escpath>@<escver>`` and ``tile/H/L|data/NNN[.p/W]`` for the configured
-databases and returns a ``Response``; it never raises for expected failures.
-Upstream bytes are passed through unchanged (notes are signed and tiles are
-re-hashed by the go command), after cheap sanity checks that keep garbage out
-of the cache: lookups must parse and their note must open with the database key
-when one is configured, hash tiles must be exactly W·32 bytes, data tiles must
-hold W records. Tiles and lookups are immutable, so they are cached forever in
-storage under the GOPROXY-tree keys ``sumdb/<name>/...``; a cached full tile
-also answers a later partial request by truncation. An upstream 404 for a
-partial tile is forwarded: the go command then asks for the full tile. ``latest``
-is cached for a short time and served stale if every route fails. An unknown
-database name answers 404, which makes the go command try its next proxy.
+``SumdbPassThrough(clients).handle_path(rest)`` answers ``supported``,
+``latest``, ``lookup/<escpath>@<escver>`` and ``tile/8/L|data/NNN[.p/W]`` for
+the databases of the given ``SumdbClient``s and returns an ``answers.Answer``
+(body, type, lifetime, cache result). It raises domain errors instead of
+choosing statuses: NotFound for an unknown database, path, record or tile,
+InvalidRequest for a malformed path, UpstreamError (``SumdbUnavailable`` when
+no route works) or SumdbError when routes failed or served content that does
+not authenticate.
+
+Nothing is served or cached before it is authenticated, by the same client
+(and persisted tree head) that verifies downloads: a lookup's note must open
+with the database key and be consistent with the newest verified tree, and its
+record must be included in it; a tile must hash to that tree. The bytes served
+are the database's own, so the go command re-verifies them and finds them
+consistent. A tile the go command asks for in the shape of an older tree
+(``.p/W``) is cut from the tile of the newest verified tree; a tile beyond
+that tree first refreshes it from ``latest`` (at most once per
+``latest_ttl``), and is NotFound if it still lies beyond. Tiles and lookups
+are immutable; ``latest`` is fresh for ``latest_ttl`` seconds and served
+stale (the newest verified head) when every route fails.
 """
 
 from __future__ import annotations
@@ -20,216 +27,136 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
-from gomirror.errors import InvalidRequest, NotFound, SumdbError, UpstreamError
-from gomirror.module.paths import unescape_path, unescape_version
-from gomirror.storage.coordination import SingleFlight
-from gomirror.sumdb.client import StateStore, SumdbTransport, cache_prefix
-from gomirror.sumdb.note import Verifier, open_note, parse_verifier
-from gomirror.sumdb.tiles import BadTilePath, Tile, parse_tile_path
-from gomirror.sumdb.tlog import HASH_SIZE, parse_record, parse_tree
+from gomirror.answers import IMMUTABLE, STALE, Answer, Lifetime
+from gomirror.coordination.singleflight import SingleFlight
+from gomirror.errors import GomirrorError, InvalidRequest, NotFound, SumdbError, UpstreamError
+from gomirror.module.paths import escape_path, escape_version, unescape_path, unescape_version
+from gomirror.sumdb.client import SumdbClient
+from gomirror.sumdb.tiles import parse_tile_path
 
 log = logging.getLogger(__name__)
 
 TEXT = "text/plain; charset=UTF-8"
-TEXT_ERROR = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
-CACHE_FOREVER = "public, max-age=31536000, immutable"
-CACHE_SUPPORTED = "public, max-age=300"
-CACHE_NOT_FOUND = "public, max-age=60"
-CACHE_NONE = "no-store"
+SUPPORTED_LIFETIME = Lifetime.fresh(300)
 DEFAULT_LATEST_TTL = 30.0
+MAX_TILE_LEVEL = 63
 _MOD_VER = re.compile(r"[^@]+@v[0-9]+\.[0-9]+\.[0-9]+(-[^@]*)?(\+incompatible)?")
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """One answer of the pass-through, ready for the HTTP layer."""
-
-    status: int
-    content_type: str
-    body: bytes
-    cache_control: str
-
-
-def _text(status: int, message: str, cache_control: str) -> Response:
-    return Response(status, TEXT_ERROR, message.encode() + b"\n", cache_control)
-
-
-def _bad_gateway(message: str) -> Response:
-    return _text(502, message, CACHE_NONE)
-
-
-class _InvalidUpstream(UpstreamError):
-    """The database answered 200 with bytes that cannot be what it should serve."""
-
-
-def _truncate_data_tile(data: bytes, width: int) -> bytes | None:
-    """Return the first ``width`` records of a data tile, or None if it has fewer."""
-    records = data.split(b"\n\n")[:-1]
-    if len(records) < width:
-        return None
-    return b"".join(r + b"\n\n" for r in records[:width])
-
-
 class SumdbPassThrough:
-    """Serves ``/sumdb/<name>/...`` for the configured databases (see module docstring)."""
+    """Serves ``/sumdb/<name>/...`` for the given databases (see module docstring)."""
 
     def __init__(
         self,
-        dbs: Mapping[str, SumdbTransport],
-        store: StateStore,
+        clients: Iterable[SumdbClient],
         *,
-        verifier_keys: Mapping[str, str] | None = None,
         latest_ttl: float = DEFAULT_LATEST_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._dbs = dict(dbs)
-        self._store = store
-        self._verifiers: dict[str, Verifier] = {
-            name: parse_verifier(key) for name, key in (verifier_keys or {}).items()
-        }
+        self._clients = {c.name: c for c in clients}
         self._latest_ttl = latest_ttl
         self._clock = clock
-        self._latest: dict[str, tuple[float, bytes]] = {}
+        self._refreshed: dict[str, float] = {}
         self._flight = SingleFlight()
 
     @property
     def names(self) -> list[str]:
         """The database names served."""
-        return sorted(self._dbs)
+        return sorted(self._clients)
 
     def split(self, path: str) -> tuple[str, str] | None:
         """Split ``<name>/<subpath>`` (the part after ``/sumdb/``) using the configured names."""
-        for name in sorted(self._dbs, key=len, reverse=True):  # names may contain slashes
+        for name in sorted(self._clients, key=len, reverse=True):  # names may contain slashes
             if path.startswith(name + "/"):
                 return name, path[len(name) + 1 :]
         return None
 
-    async def handle_path(self, path: str) -> Response:
+    async def handle_path(self, path: str) -> Answer:
         """Answer the part of a request path after ``/sumdb/``."""
         parts = self.split(path)
         if parts is None:
-            return _text(404, "unknown checksum database", CACHE_NOT_FOUND)
+            raise NotFound("unknown checksum database")
         return await self.handle(*parts)
 
-    async def handle(self, name: str, subpath: str) -> Response:
+    async def handle(self, name: str, subpath: str) -> Answer:
         """Answer ``/sumdb/<name>/<subpath>``."""
-        transport = self._dbs.get(name)
-        if transport is None:
-            return _text(404, f"unknown checksum database {name}", CACHE_NOT_FOUND)
+        client = self._clients.get(name)
+        if client is None:
+            raise NotFound(f"unknown checksum database {name}")
         if subpath == "supported":
-            return Response(200, TEXT, b"", CACHE_SUPPORTED)
+            return Answer(b"", TEXT, SUPPORTED_LIFETIME, "hit")
         if subpath == "latest":
-            return await self._serve_latest(name, transport)
+            return await self._serve_latest(client)
         if subpath.startswith("lookup/"):
-            return await self._serve_lookup(name, transport, subpath)
+            return await self._serve_lookup(client, subpath)
         if subpath.startswith("tile/"):
-            return await self._serve_tile(name, transport, subpath)
-        return _text(404, "404 page not found", CACHE_NOT_FOUND)
+            return await self._serve_tile(client, subpath)
+        raise NotFound("404 page not found")
 
-    async def _serve_latest(self, name: str, transport: SumdbTransport) -> Response:
-        now = self._clock()
-        cached = self._latest.get(name)
-        if cached is not None and now - cached[0] < self._latest_ttl:
-            return Response(200, TEXT, cached[1], f"public, max-age={int(self._latest_ttl)}")
-        key = cache_prefix(name) + "latest"
+    # --- latest ------------------------------------------------------------------
+
+    def _fresh(self, name: str) -> bool:
+        at = self._refreshed.get(name)
+        return at is not None and self._clock() - at < self._latest_ttl
+
+    async def _refresh(self, client: SumdbClient) -> None:
+        async def run() -> None:
+            await client.refresh()
+            self._refreshed[client.name] = self._clock()
+
+        await self._flight.do("latest " + client.name, run)
+
+    async def _serve_latest(self, client: SumdbClient) -> Answer:
+        await client.ready()
+        lifetime = Lifetime.fresh(self._latest_ttl)
+        if self._fresh(client.name) and client.latest_note:
+            return Answer(client.latest_note, TEXT, lifetime, "hit")
         try:
-            body = await self._flight.do(key, lambda: transport.fetch("latest"))
-            self._check_note(name, body)
+            await self._refresh(client)
         except (NotFound, UpstreamError, SumdbError) as e:
-            stale = cached[1] if cached is not None else await self._store.get(key)
-            if stale is not None:
-                log.warning("sumdb latest served stale", extra={"db": name, "error": str(e)})
-                return Response(200, TEXT, stale, "max-age=0")
-            return _bad_gateway(f"checksum database {name} unavailable: {e}")
-        self._latest[name] = (now, body)
-        await self._store.put_bytes(key, body)
-        return Response(200, TEXT, body, f"public, max-age={int(self._latest_ttl)}")
+            stale = client.latest_note
+            if not stale:
+                raise
+            log.warning(
+                "sumdb latest served stale",
+                extra={"db": client.name, "error": str(e).split("\n", 1)[0]},
+            )
+            return Answer(stale, TEXT, STALE, "stale", stale_reason=str(e).split("\n", 1)[0])
+        return Answer(client.latest_note, TEXT, lifetime, "miss")
 
-    def _check_note(self, name: str, note_msg: bytes) -> None:
-        verifier = self._verifiers.get(name)
-        if verifier is None:
-            return
-        try:
-            parse_tree(open_note(note_msg, [verifier]).text.encode())
-        except SumdbError as e:
-            raise _InvalidUpstream(f"invalid signed tree from {name}: {e}") from e
+    # --- lookups -----------------------------------------------------------------
 
-    async def _serve_lookup(self, name: str, transport: SumdbTransport, subpath: str) -> Response:
+    async def _serve_lookup(self, client: SumdbClient, subpath: str) -> Answer:
         mod = subpath.removeprefix("lookup/")
         if not _MOD_VER.fullmatch(mod):
-            return _text(400, "invalid module@version syntax", CACHE_NOT_FOUND)
+            raise InvalidRequest("invalid module@version syntax")
         esc_path, _, esc_vers = mod.partition("@")
+        module, version = unescape_path(esc_path), unescape_version(esc_vers)
+        if escape_path(module) != esc_path or escape_version(version) != esc_vers:
+            raise InvalidRequest("invalid module@version syntax")  # only canonical paths
         try:
-            module, version = unescape_path(esc_path), unescape_version(esc_vers)
-        except InvalidRequest as e:
-            return _text(400, str(e), CACHE_NOT_FOUND)
-        key = cache_prefix(name) + subpath
-        body = await self._store.get(key)
-        if body is not None:
-            return Response(200, TEXT, body, CACHE_FOREVER)
-        try:
-            body = await self._flight.do(key, lambda: self._fetch_lookup(name, transport, key))
-        except NotFound:
-            return _text(404, f"not found: {module}@{version}", CACHE_NOT_FOUND)
-        except UpstreamError as e:
-            return _bad_gateway(f"checksum database {name}: {e}")
-        return Response(200, TEXT, body, CACHE_FOREVER)
+            found = await client.lookup_record(module, version)
+        except NotFound as e:
+            raise NotFound(f"not found: {module}@{version}") from e
+        return Answer(found.body, TEXT, IMMUTABLE, "hit" if found.cached else "miss")
 
-    async def _fetch_lookup(self, name: str, transport: SumdbTransport, key: str) -> bytes:
-        body = await transport.fetch(key.removeprefix(cache_prefix(name)))
-        try:
-            _, _, note_msg = parse_record(body)
-        except SumdbError as e:
-            raise _InvalidUpstream(f"invalid lookup response: {e}") from e
-        self._check_note(name, note_msg)
-        await self._store.put_bytes(key, body)
-        return body
+    # --- tiles -------------------------------------------------------------------
 
-    async def _serve_tile(self, name: str, transport: SumdbTransport, subpath: str) -> Response:
-        try:
-            tile = parse_tile_path(subpath)
-        except BadTilePath as e:
-            return _text(400, str(e), CACHE_NOT_FOUND)
-        if tile.L >= 64:
-            return _text(404, "tile not found", CACHE_NOT_FOUND)
+    async def _serve_tile(self, client: SumdbClient, subpath: str) -> Answer:
+        tile = parse_tile_path(subpath)  # BadTilePath is an InvalidRequest
+        if tile.L > MAX_TILE_LEVEL:
+            raise NotFound("tile not found")
+        await client.ready()
+        if not client.covers(tile) and not self._fresh(client.name):
+            # The go command asks for tiles of trees it has seen; ours may be older.
+            try:
+                await self._refresh(client)
+            except GomirrorError:
+                if not client.covers(tile):
+                    raise
+        data, cached = await self._flight.do(f"{client.name}/{subpath}", lambda: client.tile(tile))
         ctype = TEXT if tile.L == -1 else BINARY
-        prefix = cache_prefix(name)
-        data = await self._store.get(prefix + subpath)
-        if data is None and not tile.is_full:
-            full = await self._store.get(prefix + tile.full().path())
-            if full is not None:
-                data = self._truncate(tile, full)
-        if data is not None:
-            return Response(200, ctype, data, CACHE_FOREVER)
-        try:
-            data = await self._flight.do(
-                prefix + subpath, lambda: self._fetch_tile(tile, transport, prefix + subpath)
-            )
-        except NotFound:
-            return _text(404, "tile not found", CACHE_NOT_FOUND)
-        except UpstreamError as e:
-            return _bad_gateway(f"checksum database {name}: {e}")
-        return Response(200, ctype, data, CACHE_FOREVER)
-
-    @staticmethod
-    def _truncate(tile: Tile, full: bytes) -> bytes | None:
-        if tile.L == -1:
-            return _truncate_data_tile(full, tile.W)
-        if len(full) < tile.W * HASH_SIZE:
-            return None
-        return full[: tile.W * HASH_SIZE]
-
-    async def _fetch_tile(self, tile: Tile, transport: SumdbTransport, key: str) -> bytes:
-        data = await transport.fetch(tile.path())
-        if tile.L == -1:
-            ok = data.endswith(b"\n\n") and len(data.split(b"\n\n")) - 1 == tile.W
-        else:
-            ok = len(data) == tile.W * HASH_SIZE
-        if not ok:
-            raise _InvalidUpstream(f"{tile.path()}: wrong size ({len(data)} bytes)")
-        await self._store.put_bytes(key, data)
-        return data
+        return Answer(data, ctype, IMMUTABLE, "hit" if cached else "miss")

@@ -4,9 +4,12 @@ A ``Tile`` (H, L, N, W) holds W consecutive hashes of level L·H, starting at
 index N·2^H; L = -1 names a data tile (record texts). Tile paths are
 ``tile/H/L/NNN[.p/W]`` with N in base 1000 and ``x`` prefixes on all but the last
 element; ``parse_tile_path`` accepts only canonical paths (it re-formats and
-compares). ``TileHashReader`` reads stored hashes through tiles fetched by an
-async ``TileReader`` and authenticates every tile against a signed tree before
-saving it or returning hashes, exactly as x/mod's tileHashReader does.
+compares). ``plan_tiles`` chooses the tiles that authenticate some stored
+hashes of a tree, ``roots_match`` and ``child_matches`` are the two checks
+(the root tiles fold to the signed tree hash; every other tile hashes to the
+value its parent holds). ``TileHashReader`` runs them over one async
+``TileReader`` exactly as x/mod's tileHashReader does; ``tileauth`` runs them
+route by route.
 """
 
 from __future__ import annotations
@@ -205,53 +208,105 @@ class TileReader(Protocol):
     async def save_tiles(self, tiles: Sequence[Tile], data: Sequence[bytes]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TilePlan:
+    """The tiles needed to read some stored hashes of a tree, in authentication order.
+
+    The first ``roots`` tiles hold the tree's subtree roots (``stx``; the tile
+    of ``stx[i]`` is ``tiles[stx_order[i]]``): folded together they must give
+    the signed tree hash. Every later tile is full and comes after its parent,
+    which holds its hash. ``index_order[i]`` is the tile of the i-th index asked.
+    """
+
+    tiles: list[Tile]
+    stx: list[int]
+    stx_order: list[int]
+    index_order: list[int]
+
+    @property
+    def roots(self) -> int:
+        return max(self.stx_order) + 1 if self.stx_order else 0
+
+
+def plan_tiles(h: int, n: int, indexes: Sequence[int]) -> TilePlan:
+    """Choose the tiles of tree size n (height h) that authenticate the stored hashes at indexes."""
+    order: dict[Tile, int] = {}
+    tiles: list[Tile] = []
+    stx = tree_hash_indexes(n)
+    stx_order: list[int] = []
+    for x in stx:
+        tile = tile_parent(_tile_for_index(h, x)[0], 0, n)
+        assert tile is not None
+        if tile not in order:
+            order[tile] = len(tiles)
+            tiles.append(tile)
+        stx_order.append(order[tile])
+    index_order: list[int] = []
+    limit = stored_hash_index(0, n)
+    for x in indexes:
+        if x < 0 or x >= limit:
+            raise SumdbError("indexes not in tree")
+        base = _tile_for_index(h, x)[0]
+        k = 0
+        while True:
+            p = tile_parent(base, k, n)
+            if p is not None and p in order:
+                break
+            k += 1
+        pos = order[p]  # the tile already planned at level k above
+        for kk in range(k - 1, -1, -1):
+            p = tile_parent(base, kk, n)
+            if p is None or not p.is_full:
+                raise SumdbError(f"bad math in tile hash reader: {n} {x} {p}")
+            order[p] = pos = len(tiles)
+            tiles.append(p)
+        index_order.append(pos)
+    return TilePlan(tiles, stx, stx_order, index_order)
+
+
+def roots_match(tree: Tree, plan: TilePlan, data: Sequence[bytes]) -> bool:
+    """Report whether the root tiles (``data[:plan.roots]``) fold to the signed tree hash."""
+    for tile, d in zip(plan.tiles[: plan.roots], data, strict=False):
+        if len(d) != tile.W * HASH_SIZE:
+            return False
+    th = EMPTY_HASH
+    for i in range(len(plan.stx) - 1, -1, -1):
+        j = plan.stx_order[i]
+        hh = hash_from_tile(plan.tiles[j], data[j], plan.stx[i])
+        th = hh if i == len(plan.stx) - 1 else node_hash(hh, th)
+    return th == tree.hash
+
+
+def expected_child_hash(n: int, tile: Tile, parent_data: bytes) -> bytes:
+    """Return the hash of full tile ``tile`` as its parent tile (of tree size n) records it."""
+    parent = tile_parent(tile, 1, n)
+    if parent is None:
+        raise SumdbError(f"bad math in tile hash reader: lost parent of {tile.path()}")
+    return hash_from_tile(parent, parent_data, stored_hash_index(parent.L * parent.H, tile.N))
+
+
+def child_matches(tile: Tile, data: bytes, expect: bytes) -> bool:
+    """Report whether ``data`` is the full tile whose hash is ``expect``."""
+    return len(data) == tile.W * HASH_SIZE and tile_hash(data) == expect
+
+
+class AsyncHashReader(Protocol):
+    """Returns authenticated stored hashes of one tree, in order."""
+
+    async def read_hashes(self, indexes: Sequence[int]) -> list[bytes]: ...
+
+
 class TileHashReader:
-    """Reads stored hashes of the tree ``tree`` through authenticated tiles."""
+    """Reads stored hashes of the tree ``tree`` through authenticated tiles (one tile source)."""
 
     def __init__(self, tree: Tree, reader: TileReader) -> None:
         self.tree = tree
         self._reader = reader
 
-    def _plan(self, indexes: Sequence[int]) -> tuple[list[Tile], list[int], list[int], list[int]]:
-        """Choose tiles: those holding the tree's subtree roots, then each index's tile chain."""
-        h = self._reader.height
-        n = self.tree.n
-        order: dict[Tile, int] = {}
-        tiles: list[Tile] = []
-        stx = tree_hash_indexes(n)
-        stx_order: list[int] = []
-        for x in stx:
-            tile = tile_parent(_tile_for_index(h, x)[0], 0, n)
-            assert tile is not None
-            if tile not in order:
-                order[tile] = len(tiles)
-                tiles.append(tile)
-            stx_order.append(order[tile])
-        index_order: list[int] = []
-        limit = stored_hash_index(0, n)
-        for x in indexes:
-            if x < 0 or x >= limit:
-                raise SumdbError("indexes not in tree")
-            base = _tile_for_index(h, x)[0]
-            k = 0
-            while True:
-                p = tile_parent(base, k, n)
-                if p is not None and p in order:
-                    break
-                k += 1
-            pos = order[p]  # the tile already planned at level k above
-            for kk in range(k - 1, -1, -1):
-                p = tile_parent(base, kk, n)
-                if p is None or not p.is_full:
-                    raise SumdbError(f"bad math in tile hash reader: {n} {x} {p}")
-                order[p] = pos = len(tiles)
-                tiles.append(p)
-            index_order.append(pos)
-        return tiles, stx, stx_order, index_order
-
     async def read_hashes(self, indexes: Sequence[int]) -> list[bytes]:
         """Return the stored hashes at indexes, after authenticating every tile used."""
-        tiles, stx, stx_order, index_order = self._plan(indexes)
+        plan = plan_tiles(self._reader.height, self.tree.n, indexes)
+        tiles = plan.tiles
         data = await self._reader.read_tiles(tiles)
         if len(data) != len(tiles):
             raise SumdbError("tile reader returned a bad result list")
@@ -261,32 +316,26 @@ class TileHashReader:
                     f"tile {tile.path()} has {len(d)} bytes, want {tile.W * HASH_SIZE}"
                 )
         # The subtree roots, folded right to left, must give the signed tree hash.
-        th = EMPTY_HASH
-        for i in range(len(stx) - 1, -1, -1):
-            j = stx_order[i]
-            hh = hash_from_tile(tiles[j], data[j], stx[i])
-            th = hh if i == len(stx) - 1 else node_hash(hh, th)
-        if th != self.tree.hash:
+        if not roots_match(self.tree, plan, data):
             raise InconsistentTile("downloaded inconsistent tile")
         # Every other tile is a full child whose hash its (already checked) parent holds.
         order = {t: i for i, t in enumerate(tiles)}
-        first_child = (stx_order[-1] + 1) if stx_order else 0
-        for i in range(first_child, len(tiles)):
+        for i in range(plan.roots, len(tiles)):
             tile = tiles[i]
             parent = tile_parent(tile, 1, self.tree.n)
             if parent is None or parent not in order:
                 raise SumdbError(f"bad math in tile hash reader: lost parent of {tile.path()}")
-            j = order[parent]
-            expect = hash_from_tile(parent, data[j], stored_hash_index(parent.L * parent.H, tile.N))
-            if expect != tile_hash(data[i]):
+            expect = expected_child_hash(self.tree.n, tile, data[order[parent]])
+            if not child_matches(tile, data[i], expect):
                 raise InconsistentTile("downloaded inconsistent tile")
         await self._reader.save_tiles(tiles, data)
         return [
-            hash_from_tile(tiles[j], data[j], x) for x, j in zip(indexes, index_order, strict=True)
+            hash_from_tile(tiles[j], data[j], x)
+            for x, j in zip(indexes, plan.index_order, strict=True)
         ]
 
 
-async def tree_hash_async(n: int, reader: TileHashReader) -> bytes:
+async def tree_hash_async(n: int, reader: AsyncHashReader) -> bytes:
     """Return the hash of the first n records, read through authenticated tiles."""
     if n == 0:
         return EMPTY_HASH
@@ -295,7 +344,7 @@ async def tree_hash_async(n: int, reader: TileHashReader) -> bytes:
     return tree_hash(n, MapHashReader(dict(zip(indexes, hashes, strict=True))))
 
 
-async def prove_tree_async(t: int, n: int, reader: TileHashReader) -> list[bytes]:
+async def prove_tree_async(t: int, n: int, reader: AsyncHashReader) -> list[bytes]:
     """Return the consistency proof between sizes n and t, read through tiles."""
     indexes = tree_proof_indexes(t, n)
     hashes = await reader.read_hashes(indexes) if indexes else []

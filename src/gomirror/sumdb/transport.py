@@ -1,86 +1,193 @@
-"""transport fetches checksum-database paths over HTTP, failing over across equivalent routes.
+"""transport fetches checksum-database paths over HTTP from equivalent routes.
 
-``HttpSumdbTransport(routes, session)`` takes base URLs that serve the same log,
-e.g. ``https://sum.golang.org`` and ``https://goproxy.cn/sumdb/sum.golang.org``.
-``fetch(path)`` returns the raw body of the first route answering 200, trying
-the route that last succeeded first. Connection errors, timeouts, 429 and 5xx
-move on to the next route. A 404/410 also moves on (a mirror may lag or not
-carry a path), but if every route answered and at least one said 404/410, the
-answer is NotFound (Gone when all of them said 410); otherwise UpstreamError.
-Bodies are capped: no checksum-database answer is legitimately larger than a few
-hundred KiB.
+``HttpSumdbTransport(routes, session)`` takes the base URLs that serve one
+database's log: the database itself (``https://sum.golang.org``, or the URL of
+a ``"<key> <url>"`` setting) and mirrors' pass-throughs
+(``https://goproxy.cn/sumdb/sum.golang.org``). ``database_routes`` builds that
+list from the settings. A mirror route is a ``SumdbRoute(url, probe=True)``: as
+the go command does, it counts only after ``<route>/supported`` answered 200.
+A 404/410 there means the mirror does not proxy the database, so the route is
+unavailable (never "no record"); that verdict, and a 200, are remembered for
+``supported_ttl`` seconds, a failed probe for ``FAILED_PROBE_TTL``.
+
+It is a ``RoutedTransport`` (see ``routes``): ``order()`` lists the routes with
+the one that last succeeded first, ``fetch_from(route, path)`` asks one route,
+and ``fetch(path)`` fails over across all of them and raises
+``routes.no_route_error`` when none answers 200. Bodies are capped: no
+checksum-database answer is legitimately larger than a few hundred KiB.
+Credentials in a route URL are sent (aiohttp turns userinfo into basic auth)
+but never appear in a log line, an error or a route name: everything is named
+through ``redact_url``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import aiohttp
 from yarl import URL
 
+from gomirror.coordination.singleflight import SingleFlight
 from gomirror.errors import Gone, NotFound, UpstreamError
+from gomirror.sumdb.events import NoRouteEvents
+from gomirror.sumdb.routes import Route, RouteUnavailable, fetch_verified
+from gomirror.upstream.goproxy import redact_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 15.0
 MAX_BODY = 4 << 20
 USER_AGENT = "gomirror-sumdb"
+SUPPORTED_TTL = 300.0
+FAILED_PROBE_TTL = 10.0
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
+@dataclass(frozen=True, slots=True)
+class SumdbRoute:
+    """A base URL serving a database; ``probe`` for a mirror's pass-through."""
+
+    url: str
+    probe: bool = False
+
+
+def database_routes(name: str, url: str | None, mirrors: Sequence[str]) -> list[SumdbRoute]:
+    """Where to reach database ``name``: its explicit URL, else every mirror, then itself."""
+    if url:
+        return [SumdbRoute(url)]
+    via = [SumdbRoute(f"{m.rstrip('/')}/sumdb/{name}", probe=True) for m in mirrors]
+    return [*via, SumdbRoute(f"https://{name}")]
+
+
+def _scrub(text: str) -> str:
+    """Remove any userinfo from URLs inside a message (aiohttp errors may quote URLs)."""
+    return _USERINFO.sub("//", text)
+
+
+@dataclass(slots=True)
+class _Verdict:
+    until: float
+    reason: str | None  # None: usable
+    transient: bool = False
 
 
 class HttpSumdbTransport:
-    """Fetches ``<route>/<path>`` with failover (see the module docstring)."""
+    """Fetches ``<route>/<path>`` from one route or with failover (see the module docstring)."""
 
     def __init__(
         self,
-        routes: Sequence[str],
+        routes: Sequence[str | SumdbRoute],
         session: aiohttp.ClientSession,
         *,
+        name: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         max_body: int = MAX_BODY,
+        supported_ttl: float = SUPPORTED_TTL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not routes:
             raise ValueError("HttpSumdbTransport needs at least one route")
-        self.routes = [r.rstrip("/") for r in routes]
+        self._specs = [
+            SumdbRoute(r.rstrip("/"))
+            if isinstance(r, str)
+            else SumdbRoute(r.url.rstrip("/"), r.probe)
+            for r in routes
+        ]
+        self._routes = [Route(i, redact_url(s.url)) for i, s in enumerate(self._specs)]
+        self.name = name
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_body = max_body
+        self._supported_ttl = supported_ttl
+        self._clock = clock
+        self._verdicts: dict[int, _Verdict] = {}
+        self._probes = SingleFlight()
         self._preferred = 0
 
-    def _order(self) -> list[int]:
+    @property
+    def route_names(self) -> list[str]:
+        """The routes' redacted URLs, in configured order."""
+        return [r.name for r in self._routes]
+
+    def order(self) -> list[Route]:
         first = self._preferred
-        return [first] + [i for i in range(len(self.routes)) if i != first]
+        return [self._routes[first]] + [r for r in self._routes if r.index != first]
+
+    def succeeded(self, route: Route) -> None:
+        self._preferred = route.index
 
     async def fetch(self, path: str) -> bytes:
         """Return the body of ``path`` (no leading slash) from the first route that has it."""
-        path = path.lstrip("/")
-        not_found: list[int] = []
-        failures: list[str] = []
-        for i in self._order():
-            url = f"{self.routes[i]}/{path}"
-            try:
-                status, body = await self._get(url)
-            except (TimeoutError, aiohttp.ClientError, UpstreamError) as e:
-                failures.append(f"{url}: {e or type(e).__name__}")
-                log.warning("sumdb route failed", extra={"url": url, "error": str(e)})
-                continue
-            if status == 200:
-                self._preferred = i
-                return body
-            if status in (404, 410):
-                not_found.append(status)
-                failures.append(f"{url}: {status}")
-                continue
-            failures.append(f"{url}: {status}")
-            log.warning("sumdb route failed", extra={"url": url, "status": status})
-        detail = "; ".join(failures)
-        if not_found and all(s == 410 for s in not_found):
-            raise Gone(f"{path}: gone ({detail})")
-        if not_found:
-            raise NotFound(f"{path}: not found ({detail})")
-        raise UpstreamError(f"{path}: every checksum database route failed ({detail})")
 
-    async def _get(self, url: str) -> tuple[int, bytes]:
+        async def accept(body: bytes) -> bytes:
+            return body
+
+        return await fetch_verified(self, self.name, path.lstrip("/"), accept, NoRouteEvents())
+
+    async def fetch_from(self, route: Route, path: str) -> bytes:
+        """Return ``path`` from one route; raises NotFound, Gone, RouteUnavailable, UpstreamError."""
+        spec = self._specs[route.index]
+        if spec.probe:
+            await self._require_supported(route)
+        path = path.lstrip("/")
+        status, body = await self._get(route, f"{spec.url}/{path}")
+        if status == 200:
+            return body
+        if status == 410:
+            raise Gone(f"{status} Gone")
+        if status == 404:
+            raise NotFound(f"{status} Not Found")
+        log.warning(
+            "sumdb route failed", extra={"route": route.name, "path": path, "status": status}
+        )
+        raise UpstreamError(f"{path}: status {status}")
+
+    async def _require_supported(self, route: Route) -> None:
+        verdict = self._verdicts.get(route.index)
+        if verdict is None or self._clock() >= verdict.until:
+            verdict = await self._probes.do(str(route.index), lambda: self._probe(route))
+        if verdict.reason is None:
+            return
+        if verdict.transient:
+            raise UpstreamError(verdict.reason)
+        raise RouteUnavailable(verdict.reason)
+
+    async def _probe(self, route: Route) -> _Verdict:
+        url = f"{self._specs[route.index].url}/supported"
+        try:
+            status, _ = await self._get(route, url)
+        except UpstreamError as e:
+            verdict = _Verdict(self._clock() + FAILED_PROBE_TTL, f"supported: {e}", True)
+        else:
+            if status == 200:
+                verdict = _Verdict(self._clock() + self._supported_ttl, None)
+            elif status in (404, 410):
+                reason = f"does not proxy this checksum database (supported: {status})"
+                verdict = _Verdict(self._clock() + self._supported_ttl, reason)
+                log.warning("sumdb route does not proxy the database", extra={"route": route.name})
+            else:
+                reason = f"supported: status {status}"
+                verdict = _Verdict(self._clock() + FAILED_PROBE_TTL, reason, True)
+                log.warning("sumdb route failed", extra={"route": route.name, "status": status})
+        self._verdicts[route.index] = verdict
+        return verdict
+
+    async def _get(self, route: Route, url: str) -> tuple[int, bytes]:
+        try:
+            return await self._get_raw(url)
+        except TimeoutError:
+            log.warning("sumdb route failed", extra={"route": route.name, "error": "timeout"})
+            raise UpstreamError("timed out") from None
+        except aiohttp.ClientError as e:
+            reason = _scrub(str(e) or type(e).__name__)
+            log.warning("sumdb route failed", extra={"route": route.name, "error": reason})
+            raise UpstreamError(f"connection failed: {reason}") from None
+
+    async def _get_raw(self, url: str) -> tuple[int, bytes]:
         async with self._session.get(
             URL(url, encoded=True),
             timeout=self._timeout,
@@ -95,6 +202,6 @@ class HttpSumdbTransport:
             async for chunk in resp.content.iter_chunked(64 << 10):
                 size += len(chunk)
                 if size > self._max_body:
-                    raise UpstreamError(f"{url}: response larger than {self._max_body} bytes")
+                    raise UpstreamError(f"response larger than {self._max_body} bytes")
                 chunks.append(chunk)
             return 200, b"".join(chunks)

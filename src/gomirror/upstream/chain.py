@@ -1,85 +1,75 @@
-"""upstream.chain walks an ordered list of upstreams with Go's fall-through rules.
+"""upstream.chain runs an ordered list of upstreams under a policy, and is itself an Upstream.
 
-``Chain.fetch`` tries each upstream in turn. After an entry written with ``,``
-only not-found (404/410) falls through; after ``|`` every error does; the
-``failover`` policy also falls through on transient failures (5xx, 429,
-timeouts, refused connections) after a ``,``. Content that an upstream served
-but the caller's ``validate`` rejects (a corrupt zip, a checksum mismatch) is
-never returned: it is reported through ``on_bad_content`` and the next upstream
-is tried whatever the separator. When everything fails, the error reported is
-chosen as the go command chooses it (protocol.md §1.5): the error from
-``direct``, else the last error that is not a not-found, else the last
-not-found; its message lists every upstream asked.
+For each request the chain asks its ``Policy`` for the order of the links,
+skips links whose health record says they are down (unless every mirror is
+down: then it asks them anyway), and starts the first. When the policy hedges,
+a link that has not sent its first byte within ``policy.hedge_delay`` gets
+company: the next link starts too, up to ``policy.max_parallel`` at once. The
+first answer that passes every check wins; the others are cancelled, and for
+zips their temp files are removed. After an error the policy decides whether
+the next link may be asked (``falls_through``); a checksum-database failure or
+``off`` ends the walk, since no other mirror can help.
+
+Each attempt is a task with its own arguments and, for zips, its own temp file
+``<dst>.<n>``: attempts running side by side share nothing. When everything
+fails, the error reported is chosen as the go command chooses it
+(protocol.md §1.5): the error from ``direct``, else the last error that is not
+a not-found, else the last not-found; its message lists every upstream asked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Protocol
 
 from gomirror.errors import (
     ChecksumMismatch,
     GomirrorError,
-    Gone,
     InvalidContent,
     NotFound,
+    StorageError,
     UpstreamError,
+    UpstreamOff,
+    UpstreamUnavailable,
     VerificationError,
 )
-from gomirror.upstream.base import Upstream
-from gomirror.upstream.proxy import UpstreamUnavailable
+from gomirror.upstream.base import Fetched, FirstByte, Upstream
+from gomirror.upstream.health import HealthBook, OpKind
+from gomirror.upstream.policy import GoPolicy, Link, Policy
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MAX_DETAIL_LINES = 6  # the go command shows 8 lines; keep room for the headline
 
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One upstream in the chain and whether any error after it falls through."""
-
-    upstream: Upstream
-    fallback_on_error: bool
-    is_direct: bool = False
+Call = Callable[[Upstream, int, FirstByte], Awaitable[Fetched]]
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched(Generic[T]):
-    """A successful fetch: the value and the upstream that served it."""
+class HedgeListener(Protocol):
+    """Told when a chain starts a hedge and which upstream won (metrics)."""
 
-    value: T
-    upstream: str
+    def hedge_started(self, upstream: str) -> None: ...
 
-
-class OffUpstreamError(NotFound):
-    """GOPROXY=off: the list ends here."""
+    def hedge_won(self, upstream: str) -> None: ...
 
 
-Observer = Callable[[str, str, str, float], None]  # upstream, op, outcome, seconds
-BadContentHook = Callable[[str, GomirrorError], Awaitable[None]]  # upstream, error
+class _Attempt:
+    """One running request to one link."""
 
+    __slots__ = ("first_byte", "hedge", "link", "n", "started", "task")
 
-def outcome_of(err: BaseException | None) -> str:
-    """A short label for metrics."""
-    if err is None:
-        return "ok"
-    if isinstance(err, Gone):
-        return "gone"
-    if isinstance(err, NotFound):
-        return "not_found"
-    if isinstance(err, ChecksumMismatch):
-        return "checksum_mismatch"
-    if isinstance(err, InvalidContent):
-        return "invalid_content"
-    if isinstance(err, VerificationError):
-        return "verification_error"
-    if isinstance(err, UpstreamUnavailable):
-        return "unavailable"
-    return "error"
+    def __init__(self, link: Link, n: int, task: asyncio.Task[Fetched], hedge: bool) -> None:
+        self.link = link
+        self.n = n
+        self.task = task
+        self.hedge = hedge
+        self.started = time.monotonic()
+        self.first_byte = False
 
 
 class Chain:
@@ -89,68 +79,189 @@ class Chain:
         self,
         links: Sequence[Link],
         *,
-        policy: str = "go",
-        observer: Observer | None = None,
+        policy: Policy | None = None,
+        health: HealthBook | None = None,
+        hedges: HedgeListener | None = None,
+        name: str = "chain",
     ) -> None:
         self.links = list(links)
-        self.policy = policy
-        self._observe = observer
+        self.policy: Policy = policy or GoPolicy()
+        self.health = health or HealthBook()
+        self._hedges = hedges
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def names(self) -> list[str]:
         return [link.upstream.name for link in self.links]
 
-    async def fetch(
+    async def list(self, module: str) -> Fetched:
+        return await self._run(f"{module}/@v/list", "small", lambda up, _n, _fb: up.list(module))
+
+    async def info(self, module: str, query: str) -> Fetched:
+        return await self._run(
+            f"{module}@{query}.info", "small", lambda up, _n, _fb: up.info(module, query)
+        )
+
+    async def latest(self, module: str) -> Fetched:
+        return await self._run(f"{module}@latest", "small", lambda up, _n, _fb: up.latest(module))
+
+    async def mod(self, module: str, version: str) -> Fetched:
+        return await self._run(
+            f"{module}@{version}.mod", "small", lambda up, _n, _fb: up.mod(module, version)
+        )
+
+    async def zip(
+        self, module: str, version: str, dst: Path, first_byte: FirstByte | None = None
+    ) -> Fetched:
+        def attempt_path(n: int) -> Path:
+            return dst.with_name(f"{dst.name}.{n}")
+
+        winner: list[int] = []
+
+        async def call(up: Upstream, n: int, fb: FirstByte) -> Fetched:
+            def signal() -> None:
+                fb()
+                if first_byte is not None and not winner:
+                    winner.append(-1)  # tell the caller once, for the first attempt that answers
+                    first_byte()
+
+            fetched = await up.zip(module, version, attempt_path(n), signal)
+            return fetched
+
+        started: list[int] = []
+        try:
+            fetched, n = await self._run_indexed(
+                f"{module}@{version}.zip", "zip", call, started.append
+            )
+            attempt_path(n).replace(dst)
+            return fetched
+        finally:
+            for n in started:
+                with contextlib.suppress(OSError):
+                    attempt_path(n).unlink()
+
+    async def close(self) -> None:
+        for link in self.links:
+            await link.upstream.close()
+
+    # --- the walk ----------------------------------------------------------
+
+    async def _run(self, what: str, kind: OpKind, call: Call) -> Fetched:
+        fetched, _ = await self._run_indexed(what, kind, call, None)
+        return fetched
+
+    async def _run_indexed(
         self,
         what: str,
-        op: str,
-        call: Callable[[Upstream], Awaitable[T]],
-        validate: Callable[[Upstream, T], Awaitable[None]] | None = None,
-        on_bad_content: BadContentHook | None = None,
-    ) -> Fetched[T]:
-        """Return the first valid answer; ``what`` names the request in error messages."""
+        kind: OpKind,
+        call: Call,
+        on_start: Callable[[int], None] | None,
+    ) -> tuple[Fetched, int]:
+        policy, health = self.policy, self.health
+        ordered = policy.order(self.links, health)
+        mirrors = [lk for lk in ordered if not lk.is_keyword]
+        every_mirror_down = bool(mirrors) and all(
+            health.get(lk.upstream.name).down for lk in mirrors
+        )
+        queue = deque(ordered)
+        running: dict[asyncio.Task[Fetched], _Attempt] = {}
         attempts: list[tuple[Link, GomirrorError]] = []
-        for link in self.links:
-            up = link.upstream
-            started = time.monotonic()
-            err: GomirrorError | None = None
-            try:
-                value = await call(up)
-                if validate is not None:
-                    await validate(up, value)
-            except (InvalidContent, ChecksumMismatch) as e:
-                err = e
-                if on_bad_content is not None:
-                    await on_bad_content(up.name, e)
-            except VerificationError as e:
-                # The checksum database failed (unreachable, fork, unknown version):
-                # not this mirror's fault, and asking the next mirror cannot help.
-                err = e
-            except (NotFound, UpstreamError) as e:
-                err = e
-            finally:
-                if self._observe is not None:
-                    self._observe(up.name, op, outcome_of(err), time.monotonic() - started)
-            if err is None:
-                return Fetched(value, up.name)
-            attempts.append((link, err))
-            log.debug("upstream attempt failed", extra={"upstream": up.name, "what": what})
-            if isinstance(err, OffUpstreamError):
-                break
-            if isinstance(err, VerificationError) and not isinstance(err, ChecksumMismatch):
-                break
-            if not self._falls_through(link, err):
-                break
+        counter = [0]
+        stop = False
+
+        def start_next(*, hedge: bool) -> bool:
+            nonlocal stop
+            while queue and not stop:
+                link = queue[0]
+                if hedge and link.is_keyword:
+                    return False  # never race git or ``off``; they run only when mirrors fail
+                queue.popleft()
+                if not link.is_keyword and not every_mirror_down:
+                    reason = health.get(link.upstream.name).skip_reason()
+                    if reason is not None:
+                        err = UpstreamUnavailable(f"{link.upstream.name}: skipped: {reason}")
+                        attempts.append((link, err))
+                        if not policy.falls_through(link, err):
+                            stop = True
+                        continue
+                n = counter[0]
+                counter[0] += 1
+                if on_start is not None:
+                    on_start(n)
+                holder: list[_Attempt] = []
+
+                def first_byte(holder: list[_Attempt] = holder) -> None:
+                    if holder:
+                        holder[0].first_byte = True
+
+                task = asyncio.ensure_future(call(link.upstream, n, first_byte))
+                holder.append(_Attempt(link, n, task, hedge))
+                running[task] = holder[0]
+                if hedge and self._hedges is not None:
+                    self._hedges.hedge_started(link.upstream.name)
+                return True
+            return False
+
+        start_next(hedge=False)
+        try:
+            abort = False
+            while running and not abort:
+                timeout = self._hedge_timeout(running, queue, stop, kind)
+                done, _ = await asyncio.wait(
+                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    start_next(hedge=True)
+                    continue
+                for task in done:
+                    attempt = running.pop(task)
+                    err = _error_of(task)
+                    if err is None:
+                        if attempt.hedge and self._hedges is not None:
+                            self._hedges.hedge_won(attempt.link.upstream.name)
+                        return task.result(), attempt.n
+                    attempts.append((attempt.link, err))
+                    log.debug(
+                        "upstream attempt failed",
+                        extra={"upstream": attempt.link.upstream.name, "what": what},
+                    )
+                    if (
+                        isinstance(err, VerificationError) and not isinstance(err, ChecksumMismatch)
+                    ) or isinstance(err, StorageError):
+                        abort = True  # the database or our disk failed; no mirror can help
+                        break
+                    if isinstance(err, UpstreamOff) or not policy.falls_through(attempt.link, err):
+                        stop = True
+                if not abort and len(running) < policy.max_parallel:
+                    start_next(hedge=False)
+        finally:
+            await _cancel_all(running)
         raise self._final_error(what, attempts)
 
-    def _falls_through(self, link: Link, err: GomirrorError) -> bool:
-        if isinstance(err, NotFound | InvalidContent | ChecksumMismatch):
-            return True
-        if link.fallback_on_error:
-            return True
-        return self.policy == "failover" and isinstance(err, UpstreamUnavailable)
+    def _hedge_timeout(
+        self,
+        running: dict[asyncio.Task[Fetched], _Attempt],
+        queue: deque[Link],
+        stop: bool,
+        kind: OpKind,
+    ) -> float | None:
+        if stop or not queue or queue[0].is_keyword or len(running) >= self.policy.max_parallel:
+            return None
+        newest = max(running.values(), key=lambda a: a.started)
+        if newest.first_byte:
+            return None
+        delay = self.policy.hedge_delay(newest.link, kind, self.health)
+        if delay is None:
+            return None
+        return max(0.0, newest.started + delay - time.monotonic())
 
-    def _final_error(self, what: str, attempts: list[tuple[Link, GomirrorError]]) -> GomirrorError:
+    def _final_error(
+        self, what: str, attempts: Sequence[tuple[Link, GomirrorError]]
+    ) -> GomirrorError:
         if not attempts:
             return NotFound(f"not found: {what}: no upstream configured")
         chosen: GomirrorError | None = None
@@ -166,15 +277,46 @@ class Chain:
                 *lines[: MAX_DETAIL_LINES - 1],
                 f"... and {len(lines) - MAX_DETAIL_LINES + 1} more",
             ]
-        headline = _headline(what, chosen)
-        message = headline + "\n" + "\n".join(f"  {line}" for line in lines)
+        message = _headline(what, chosen) + "\n" + "\n".join(f"  {line}" for line in lines)
         if isinstance(chosen, ChecksumMismatch):
             new: GomirrorError = ChecksumMismatch(
                 chosen.module, chosen.version, chosen.kind, chosen.expected, chosen.got
             )
             new.args = (message,)
             return new
-        return type(chosen)(message)
+        return type(chosen)(message) if _rebuildable(chosen) else _copy_message(chosen, message)
+
+
+def _error_of(task: asyncio.Task[Fetched]) -> GomirrorError | None:
+    exc = task.exception()
+    if exc is None:
+        return None
+    if isinstance(exc, GomirrorError):
+        return exc
+    raise exc
+
+
+async def _cancel_all(running: dict[asyncio.Task[Fetched], _Attempt]) -> None:
+    """Cancel the losers and wait until they have stopped (so their files are closed)."""
+    for task in running:
+        task.cancel()
+    for task in list(running):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    running.clear()
+
+
+def _rebuildable(err: GomirrorError) -> bool:
+    try:
+        type(err)("x")
+    except TypeError:
+        return False
+    return True
+
+
+def _copy_message(err: GomirrorError, message: str) -> GomirrorError:
+    err.args = (message,)
+    return err
 
 
 def _short(err: GomirrorError) -> str:
@@ -197,4 +339,6 @@ def _headline(what: str, err: GomirrorError) -> str:
         return f"invalid content from every upstream for {what}"
     if isinstance(err, VerificationError):
         return f"verification failed: {what}: {str(err).splitlines()[0]}"
-    return f"upstream error: {what}"
+    if isinstance(err, UpstreamError):
+        return f"upstream error: {what}"
+    return f"error: {what}"

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 from gomirror.errors import InvalidContent, NotFound
 from gomirror.module import info as modinfo
 from gomirror.module import modzip, paths, pseudo
+from gomirror.upstream.base import Fetched, FirstByte
 from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
 from gomirror.upstream.vcsrepo import ArchiveFile, CodeRepo, Resolved
@@ -156,28 +157,30 @@ class DirectUpstream:
 
     # -- Upstream -----------------------------------------------------------------------
 
-    async def list(self, module: str) -> bytes:
+    async def list(self, module: str) -> Fetched:
         """Tagged versions, one per line."""
         code, _ = await self._code(module)
         versions = await code.versions()
-        return "".join(v + "\n" for v in versions).encode()
+        return Fetched("".join(v + "\n" for v in versions).encode(), self.name)
 
-    async def info(self, module: str, query: str) -> bytes:
+    async def info(self, module: str, query: str) -> Fetched:
         """Resolve query and describe the version."""
         code, _ = await self._code(module)
-        return self._info_bytes(code, await code.stat(query))
+        return Fetched(self._info_bytes(code, await code.stat(query)), self.name)
 
-    async def latest(self, module: str) -> bytes:
+    async def latest(self, module: str) -> Fetched:
         """The ``@latest`` answer."""
         code, _ = await self._code(module)
-        return self._info_bytes(code, await code.latest())
+        return Fetched(self._info_bytes(code, await code.latest()), self.name)
 
-    async def mod(self, module: str, version: str) -> bytes:
+    async def mod(self, module: str, version: str) -> Fetched:
         """The go.mod of a canonical version."""
         code, _ = await self._exact(module, version)
-        return await code.gomod(version)
+        return Fetched(await code.gomod(version), self.name)
 
-    async def zip(self, module: str, version: str, dst: Path) -> None:
+    async def zip(
+        self, module: str, version: str, dst: Path, first_byte: FirstByte | None = None
+    ) -> Fetched:
         """Build the module zip of a canonical version into dst."""
         code, _ = await self._exact(module, version)
         tmp_root = self.config.cache_dir / "tmp"
@@ -191,6 +194,7 @@ class DirectUpstream:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
+        return Fetched(b"", self.name)
 
 
 def _create(dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path) -> str:

@@ -3,12 +3,13 @@
 It speaks the client side of the protocol exactly as the go command does
 (case-encoded, percent-escaped paths; plain GETs), over a pooled keep-alive
 ``aiohttp`` session shared by all mirrors. 404 and 410 become ``NotFound``/
-``Gone``; every other status, a timeout or a connection failure becomes
-``UpstreamError`` (``UpstreamTimeout``/``UpstreamUnavailable`` subclasses say
-which, so a failover policy can treat them as transient). A 429 with a short
-``Retry-After`` is waited out once; a longer one parks the mirror until then.
-A timeout parks the mirror for ``timeout_park`` seconds: meanwhile it fails at
-once, so a hanging mirror costs one timeout rather than one per request.
+``Gone``; every other status, a timeout or a connection failure becomes an
+``UpstreamError`` subclass from ``gomirror.errors`` (``UpstreamTimeout``,
+``UpstreamUnavailable``, ``RateLimited``, ``UpstreamRejected``), so a policy
+can tell transient failures from refusals. A 429 with a short ``Retry-After``
+is waited out once; a longer one is raised as ``RateLimited`` and the health
+record decides how long to skip the mirror. This class keeps no state between
+requests: health, parking and metrics belong to the wrappers around it.
 Zips are streamed to disk and cut off past Go's 500 MiB limit.
 """
 
@@ -16,32 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
 
-from gomirror.errors import Gone, InvalidContent, NotFound, UpstreamError
+from gomirror.errors import (
+    Gone,
+    InvalidContent,
+    NotFound,
+    RateLimited,
+    StorageError,
+    StorageFull,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gomirror.module.paths import escape_path, escape_version
+from gomirror.upstream.base import Fetched, FirstByte
 from gomirror.upstream.goproxy import redact_url
 
 MAX_ZIP_BYTES = 500 << 20
 MAX_SMALL_BYTES = 16 << 20  # .mod is capped at 16 MiB by Go; list/info are far smaller
 CHUNK = 256 << 10
 USER_AGENT = "gomirror (+https://github.com/gomirror/gomirror)"
-
-
-class UpstreamUnavailable(UpstreamError):
-    """Connection refused/reset, DNS failure, 5xx or 429: the mirror is not answering well."""
-
-
-class UpstreamTimeout(UpstreamUnavailable):
-    """The mirror did not connect or stopped sending within the configured time."""
-
-
-class UpstreamRejected(UpstreamError):
-    """A 4xx other than 404/410/429: the mirror refuses this request."""
 
 
 def url_path(module: str, suffix: str) -> str:
@@ -77,7 +78,6 @@ class HttpUpstream:
         connect_timeout: float,
         read_timeout: float,
         retry_after_max: float = 2.0,
-        timeout_park: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._name = redact_url(self.base_url)
@@ -86,29 +86,35 @@ class HttpUpstream:
             total=None, connect=connect_timeout or None, sock_read=read_timeout or None
         )
         self._retry_after_max = retry_after_max
-        self._parked_until = 0.0
-        self._park_reason = ""
-        self._timeout_park = timeout_park
 
     @property
     def name(self) -> str:
         return self._name
 
-    async def list(self, module: str) -> bytes:
-        return await self._get_small(url_path(module, "/@v/list"))
+    async def list(self, module: str) -> Fetched:
+        return await self._fetch_small(url_path(module, "/@v/list"))
 
-    async def info(self, module: str, query: str) -> bytes:
-        return await self._get_small(url_path(module, "/@v/") + version_element(query) + ".info")
+    async def info(self, module: str, query: str) -> Fetched:
+        return await self._fetch_small(url_path(module, "/@v/") + version_element(query) + ".info")
 
-    async def latest(self, module: str) -> bytes:
-        return await self._get_small(url_path(module, "/@latest"))
+    async def latest(self, module: str) -> Fetched:
+        return await self._fetch_small(url_path(module, "/@latest"))
 
-    async def mod(self, module: str, version: str) -> bytes:
-        return await self._get_small(url_path(module, "/@v/") + version_element(version) + ".mod")
+    async def mod(self, module: str, version: str) -> Fetched:
+        return await self._fetch_small(url_path(module, "/@v/") + version_element(version) + ".mod")
 
-    async def zip(self, module: str, version: str, dst: Path) -> None:
+    async def zip(
+        self, module: str, version: str, dst: Path, first_byte: FirstByte | None = None
+    ) -> Fetched:
         path = url_path(module, "/@v/") + version_element(version) + ".zip"
-        await self._get(path, dst=dst, limit=MAX_ZIP_BYTES)
+        started = time.monotonic()
+        await self._get(path, dst=dst, limit=MAX_ZIP_BYTES, first_byte=first_byte)
+        return Fetched(b"", self._name, elapsed=time.monotonic() - started)
+
+    async def _fetch_small(self, path: str) -> Fetched:
+        started = time.monotonic()
+        body = await self._get_small(path)
+        return Fetched(body, self._name, elapsed=time.monotonic() - started)
 
     async def get_raw(self, path: str) -> bytes:
         """GET an arbitrary path below the base URL (used for ``/sumdb/...`` routes)."""
@@ -117,33 +123,29 @@ class HttpUpstream:
     async def close(self) -> None:
         """Nothing to release: the session belongs to the composition root."""
 
-    def _park(self, seconds: float, reason: str) -> None:
-        self._parked_until = time.monotonic() + seconds
-        self._park_reason = reason
-
     async def _get_small(self, path: str) -> bytes:
         body = await self._get(path, dst=None, limit=MAX_SMALL_BYTES)
         assert body is not None
         return body
 
-    async def _get(self, path: str, *, dst: Path | None, limit: int) -> bytes | None:
-        now = time.monotonic()
-        if now < self._parked_until:
-            raise UpstreamUnavailable(
-                f"{self._name}: {self._park_reason}, retrying after {self._parked_until - now:.0f}s"
-            )
+    async def _get(
+        self, path: str, *, dst: Path | None, limit: int, first_byte: FirstByte | None = None
+    ) -> bytes | None:
         for attempt in (1, 2):
             try:
-                return await self._get_once(path, dst=dst, limit=limit)
+                return await self._get_once(path, dst=dst, limit=limit, first_byte=first_byte)
             except _RetryAfter as r:
                 if attempt == 1 and r.seconds <= self._retry_after_max:
                     await asyncio.sleep(r.seconds)
                     continue
-                self._park(r.seconds, "rate limited (429)")
-                raise UpstreamUnavailable(f"{self._name}{path}: 429 Too Many Requests") from None
+                raise RateLimited(
+                    f"{self._name}{path}: 429 Too Many Requests", retry_after=r.seconds
+                ) from None
         raise AssertionError("unreachable")
 
-    async def _get_once(self, path: str, *, dst: Path | None, limit: int) -> bytes | None:
+    async def _get_once(
+        self, path: str, *, dst: Path | None, limit: int, first_byte: FirstByte | None
+    ) -> bytes | None:
         url = self.base_url + path
         shown = self._name + path
         try:
@@ -158,6 +160,8 @@ class HttpUpstream:
                 if status == 200:
                     if resp.url.scheme == "http" and self.base_url.startswith("https:"):
                         raise UpstreamRejected(f"{shown}: redirected from https to insecure http")
+                    if first_byte is not None:
+                        first_byte()
                     return await _read_body(resp, dst, limit, shown)
                 reason = f"{status} {resp.reason or ''}".strip()
                 detail = await _error_detail(resp)
@@ -173,9 +177,6 @@ class HttpUpstream:
                     raise UpstreamUnavailable(msg)
                 raise UpstreamRejected(msg)
         except TimeoutError:
-            # A mirror that stalls once usually stalls again: skip it for a while so
-            # each request does not pay the full timeout; afterwards requests flow again.
-            self._park(self._timeout_park, "timed out recently")
             raise UpstreamTimeout(f"{shown}: timed out") from None
         except aiohttp.TooManyRedirects:
             raise UpstreamRejected(f"{shown}: too many redirects") from None
@@ -228,10 +229,18 @@ async def _read_body(
             chunks.append(chunk)
         return b"".join(chunks)
     # Chunks are small and land in the page cache; a thread hop per chunk costs more.
-    with open(dst, "wb") as f:  # noqa: ASYNC230
-        async for chunk in resp.content.iter_chunked(CHUNK):
-            total += len(chunk)
-            if total > limit:
-                raise InvalidContent(f"{shown}: downloaded zip file too large (over {limit} bytes)")
-            f.write(chunk)
+    try:
+        with open(dst, "wb") as f:  # noqa: ASYNC230
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise InvalidContent(
+                        f"{shown}: downloaded zip file too large (over {limit} bytes)"
+                    )
+                f.write(chunk)
+    except OSError as e:
+        # Our disk, not the mirror, failed: say so, so the chain stops instead of blaming it.
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"cache full (no space left) while downloading {shown}") from None
+        raise StorageError(f"cannot write download of {shown}: {e.strerror or e}") from None
     return None

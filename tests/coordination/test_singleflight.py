@@ -1,13 +1,13 @@
-"""Tests for storage.coordination.SingleFlight: one run per key, shared results and errors."""
+"""Tests for coordination.singleflight.SingleFlight: one run per key, shared results and errors."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gomirror.storage.coordination import SingleFlight
+from gomirror.coordination.singleflight import SingleFlight
 
 
 async def settle(cond: Callable[[], bool], steps: int = 10_000) -> None:
@@ -50,7 +50,7 @@ def test_different_keys_run_independently() -> None:
         gate = asyncio.Event()
         started: list[str] = []
 
-        def work(key: str) -> object:
+        def work(key: str) -> Callable[[], Awaitable[str]]:
             async def run() -> str:
                 started.append(key)
                 await gate.wait()

@@ -1,10 +1,10 @@
-"""storage.coordination provides single-flight: one fetch per key, however many callers.
+"""coordination.singleflight provides single-flight: one fetch per key, however many callers.
 
 ``SingleFlight.do(key, fn)`` runs ``fn`` once for concurrent callers with the
 same key; all of them get its result or its exception. The flight is shielded:
 one impatient client disconnecting does not cancel the fetch the others wait on.
 This is the in-process implementation; several processes sharing one cache add
-a cross-process lock around it (``DiskStorage`` writes are atomic either way,
+a cross-process lock around it (``LocalCoordinator``; writes are atomic either way,
 so a duplicate fetch across processes wastes bandwidth but never corrupts).
 """
 

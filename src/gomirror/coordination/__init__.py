@@ -1,0 +1,1 @@
+"""coordination: locks, single-flight and small shared state across processes and instances."""

@@ -1,0 +1,1080 @@
+"""monitor.consistency probes every mirror, compares what they serve, and reports drift.
+
+``ConsistencyMonitor`` is a background task (``run()``: a round every
+``interval`` seconds until cancelled; it never raises out, it logs) and
+``probe_once()`` is one round. It talks to the *raw* mirrors (``HttpUpstream``,
+no verifying wrapper), so it sees what each one really serves. A round:
+
+1. The watch set: ``watch()`` (config modules plus the most requested ones),
+   plus modules that still have open findings, private modules left out.
+2. Every mirror is asked ``@v/list`` and ``@latest`` of each module; the
+   candidates are the newest ``@latest`` plus the ``depth`` newest versions of
+   the union of lists, plus versions with open findings. Every mirror is asked
+   ``.info`` and ``.mod`` of each candidate (and the ``.zip`` when
+   ``probe_zips``; a zip once verified for a mirror is not fetched again).
+3. Comparisons. *Tamper*: a ``.mod`` (or zip) ``h1:`` the checksum database
+   contradicts (``verifier.check`` raises ``ChecksumMismatch``): a finding
+   naming the mirror, and ``Health.mark_untrusted``. *Lag*: a candidate some
+   mirror serves and the database does not contradict, which another mirror
+   lacks (``.info`` 404, missing from its list, or an older ``@latest``): a
+   finding whose ``first_seen`` is when it was first seen missing; it is
+   resolved when the mirror catches up, and ``Health.set_lagging`` follows the
+   open lag findings. *Info mismatch*: ``.info`` ``Version``/``Time`` of one
+   version differing between mirrors; the mirrors outside the majority are
+   named (no majority: one finding without a mirror).
+4. Health: every probe's outcome and latency goes into the mirror's
+   ``Health`` record (kind ``small``; ``zip`` for zips); a probe slower than
+   ``healthy_threshold`` counts as slow in the round's statistics. A mirror that
+   fails ``abandon_after`` probes in a row (or its first, if it was ``down``)
+   is not asked again this round: its answers are unknown, never "missing".
+5. Alerts (``AlertSink``, de-duplicated by the sink): mirror down (from the
+   health state after the round) and recovered, lag longer than
+   ``lag_alert_after``, tamper, checksum database unreachable or inconsistent;
+   each resolved when its condition clears.
+
+Concurrency is bounded and fair: each mirror has its own ``per_mirror``
+semaphore (a slow mirror only waits for itself), and at most
+``module_concurrency`` modules are compared at once. Reads for the status
+page (``snapshot()``, ``lag_seconds()``) are synchronous and do no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from gomirror.errors import (
+    ChecksumMismatch,
+    GomirrorError,
+    Gone,
+    InvalidContent,
+    NotFound,
+    RateLimited,
+    SumdbError,
+    UpstreamError,
+    UpstreamTimeout,
+    VerificationError,
+)
+from gomirror.module import semver
+from gomirror.module.dirhash import hash_gomod
+from gomirror.module.gomod import check_gomod_module
+from gomirror.module.info import Info, check_info_body, check_list_body, parse_info, parse_list
+from gomirror.module.modzip import check_zip
+from gomirror.module.paths import check_path, match_prefix_patterns
+from gomirror.module.pseudo import is_pseudo_version
+from gomirror.monitor.alerts import Alert, Severity
+from gomirror.monitor.findings import Finding, FindingStore
+from gomirror.sumdb.routes import SumdbUnavailable
+from gomirror.upstream.base import Fetched, Upstream
+from gomirror.upstream.health import HealthBook, OpKind
+from gomirror.upstream.verified import Kind, Verifier
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SumState = Literal["verified", "skipped", "mismatch", "unknown", "unreachable", "inconsistent"]
+# "unknown": the database answered that it has no such version.
+CONFIRMING: frozenset[str] = frozenset({"verified", "skipped", "unreachable", "inconsistent"})
+ProbeHook = Callable[[str, str, str, float], None]  # mirror, op, outcome, seconds
+FindingHook = Callable[[Finding], None]  # called when a finding opens
+
+
+class AlertSink(Protocol):
+    """Where alerts go (``monitor.alerts.Alerter`` is one); both calls must not block."""
+
+    def fire(self, alert: Alert) -> object: ...
+
+    def resolve(self, key: str, *, text: str = "") -> object: ...
+
+
+def watch_set(
+    fixed: Iterable[str],
+    top: Callable[[int], Sequence[str]] | None = None,
+    k: int = 50,
+    private: str = "",
+) -> Callable[[], list[str]]:
+    """The monitor's ``watch``: config modules first, then the ``k`` most requested.
+
+    Modules matching ``private`` (GOPRIVATE syntax) are left out: their names must
+    never reach a public mirror.
+    """
+    fixed = tuple(fixed)
+
+    def watch() -> list[str]:
+        mods = list(fixed) + (list(top(k)) if top is not None and k > 0 else [])
+        return [m for m in dict.fromkeys(mods) if not match_prefix_patterns(private, m)]
+
+    return watch
+
+
+# --- what the status page reads -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleView:
+    """One watched module after the last round that probed it."""
+
+    path: str
+    newest: str  # the newest version a mirror serves and the database does not contradict
+    latest: Mapping[str, str | None]  # mirror -> its @latest; "" not found, None error
+    sumdb: Mapping[str, str]  # candidate version -> SumState of its .mod (worst over mirrors)
+    missing: Mapping[str, tuple[str, ...]]  # mirror -> candidate versions it lacks
+    checked_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "newest": self.newest,
+            "latest": dict(self.latest),
+            "sumdb": dict(self.sumdb),
+            "missing": {m: list(v) for m, v in self.missing.items()},
+            "checked_at": self.checked_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRound:
+    """One mirror's probes in the last round."""
+
+    name: str
+    state: str  # its Health state after the round
+    probes: int = 0
+    errors: int = 0
+    slow: int = 0  # answered, but slower than healthy_threshold
+    p50: float | None = None  # seconds, over this round's answered probes
+    max: float | None = None
+    last_error: str = ""
+    abandoned: bool = False  # too many failures: not asked again this round
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "probes": self.probes,
+            "errors": self.errors,
+            "slow": self.slow,
+            "p50": self.p50,
+            "max": self.max,
+            "last_error": self.last_error,
+            "abandoned": self.abandoned,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorSnapshot:
+    """What the monitor knows, for the status page (``to_json`` for the JSON API)."""
+
+    rounds: int
+    interval: float
+    last_round_at: float | None  # epoch seconds the last round started
+    last_round_seconds: float | None
+    sumdb: str  # ok, unreachable, inconsistent, unknown (nothing checked yet)
+    sumdb_error: str
+    modules: tuple[ModuleView, ...]
+    mirrors: tuple[MirrorRound, ...]
+    findings: tuple[Finding, ...]  # open and recently resolved, most recent first
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "interval": self.interval,
+            "last_round_at": self.last_round_at,
+            "last_round_seconds": self.last_round_seconds,
+            "sumdb": self.sumdb,
+            "sumdb_error": self.sumdb_error,
+            "modules": [m.to_json() for m in self.modules],
+            "mirrors": [m.to_json() for m in self.mirrors],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+# --- one round's working state ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Got(Generic[T]):
+    """One probe's outcome: a value, "not found", or an error (unknown)."""
+
+    value: T | None = None
+    missing: bool = False
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(slots=True)
+class _Check:
+    state: SumState
+    got: str  # the h1 the mirror's content has
+    detail: str = ""
+    expected: str = ""  # the database's h1, on a mismatch
+
+
+@dataclass
+class _Slot:
+    """One mirror during one round."""
+
+    upstream: Upstream
+    sem: asyncio.Semaphore
+    tentative: bool  # it was down when the round began
+    failures_in_row: int = 0
+    abandoned: bool = False
+    probes: int = 0
+    errors: int = 0
+    slow: int = 0
+    seconds: list[float] = field(default_factory=list)
+    last_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.upstream.name
+
+
+@dataclass
+class _Seen:
+    """What one mirror said about one module this round."""
+
+    listed: _Got[list[str]] = field(default_factory=_Got)
+    latest: _Got[Info] = field(default_factory=_Got)
+    info: dict[str, _Got[Info]] = field(default_factory=dict)
+    mod: dict[str, _Got[str]] = field(default_factory=dict)  # version -> h1
+    sums: dict[str, _Check] = field(default_factory=dict)  # version -> .mod verdict
+    zips: dict[str, _Check] = field(default_factory=dict)
+
+
+@dataclass
+class _Round:
+    slots: list[_Slot]
+    sum_ok: int = 0
+    sum_unreachable: int = 0
+    sum_inconsistent: int = 0
+    sum_error: str = ""
+
+
+class ConsistencyMonitor:
+    """Probes mirrors and records drift (see the module docstring)."""
+
+    def __init__(
+        self,
+        mirrors: Sequence[Upstream],
+        *,
+        health: HealthBook,
+        verifier: Verifier,
+        findings: FindingStore,
+        alerter: AlertSink | None = None,
+        watch: Callable[[], Iterable[str]] = list,
+        interval: float = 300.0,
+        probe_zips: bool = False,
+        healthy_threshold: float = 0.5,
+        lag_alert_after: float = 600.0,
+        depth: int = 2,
+        per_mirror: int = 2,
+        module_concurrency: int = 4,
+        probe_timeout: float = 30.0,
+        abandon_after: int = 3,
+        first_delay: float = 30.0,
+        tmp_path: Callable[[], Path] | None = None,
+        on_probe: ProbeHook | None = None,
+        on_finding: FindingHook | None = None,
+        private: str = "",
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mirrors = list(mirrors)
+        self._health = health
+        self._verifier = verifier
+        self._findings = findings
+        self._alerter = alerter
+        self._watch = watch
+        self.interval = interval
+        self._probe_zips = probe_zips
+        self._healthy = healthy_threshold
+        self._lag_alert_after = lag_alert_after
+        self._depth = depth
+        self._per_mirror = max(1, per_mirror)
+        self._module_concurrency = max(1, module_concurrency)
+        self._probe_timeout = probe_timeout
+        self._abandon_after = max(1, abandon_after)
+        self._first_delay = first_delay
+        self._tmp_path = tmp_path
+        self._on_probe = on_probe
+        self._on_finding = on_finding
+        self._private = private
+        self._clock = clock
+        self._timer = timer
+        self._views: dict[str, ModuleView] = {}
+        self._mirror_rounds: dict[str, MirrorRound] = {}
+        self._zips_ok: dict[tuple[str, str, str], None] = {}  # (mirror, module, version), bounded
+        self._alerts: set[str] = set()  # keys this monitor has fired and not resolved
+        self._sumdb = "unknown"
+        self._sumdb_error = ""
+        self.rounds = 0
+        self.last_round_at: float | None = None
+        self.last_round_seconds: float | None = None
+        self._round_done = asyncio.Condition()
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe every ``interval`` seconds until cancelled; a failing round is logged."""
+        if self._first_delay > 0:
+            await asyncio.sleep(self._first_delay)
+        while True:
+            started = self._timer()
+            try:
+                await self.probe_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("monitor round failed")
+            await asyncio.sleep(max(1.0, self.interval - (self._timer() - started)))
+
+    async def wait_rounds(self, n: int) -> None:
+        """Wait until at least n rounds have finished (for tests and start-up checks)."""
+        async with self._round_done:
+            await self._round_done.wait_for(lambda: self.rounds >= n)
+
+    async def probe_once(self) -> None:
+        """One full round: probe, compare, record findings, update health and alerts."""
+        await self._findings.ensure_loaded()
+        started_at, t0 = self._clock(), self._timer()
+        modules = self._modules()
+        rnd = _Round(
+            [
+                _Slot(m, asyncio.Semaphore(self._per_mirror), self._health.get(m.name).down)
+                for m in self._mirrors
+            ]
+        )
+        sem = asyncio.Semaphore(self._module_concurrency)
+
+        async def one(module: str) -> None:
+            async with sem:
+                try:
+                    await self._module(rnd, module)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("monitor module failed", extra={"mod": module})
+
+        await asyncio.gather(*(one(m) for m in modules))
+        now = self._clock()
+        await self._resolve_unwatched(set(modules), now)
+        await self._sumdb_state(rnd, now)
+        self._update_lagging(now)
+        self._update_alerts(now)
+        for s in rnd.slots:
+            self._mirror_rounds[s.name] = _mirror_round(s, self._health.get(s.name).state)
+        for gone in set(self._views) - set(modules):
+            del self._views[gone]
+        took = self._timer() - t0
+        log.info(
+            "monitor round done",
+            extra={
+                "modules": len(modules),
+                "seconds": round(took, 3),
+                "open_findings": len(self._findings.open()),
+            },
+        )
+        async with self._round_done:
+            self.rounds += 1
+            self.last_round_at = started_at
+            self.last_round_seconds = took
+            self._round_done.notify_all()
+
+    def _modules(self) -> list[str]:
+        wanted = list(self._watch())
+        # Keep following modules with open problems, so they get resolved (or not).
+        wanted += [f.module for f in self._findings.open() if f.module]
+        out: list[str] = []
+        for m in dict.fromkeys(wanted):
+            if match_prefix_patterns(self._private, m):
+                continue
+            try:
+                check_path(m)
+            except GomirrorError:
+                continue
+            out.append(m)
+        return out
+
+    # --- probing ------------------------------------------------------------------------
+
+    async def _probe(
+        self,
+        slot: _Slot,
+        op: str,
+        call: Callable[[], Awaitable[Fetched]],
+        parse: Callable[[Fetched], Awaitable[T]],
+        kind: OpKind = "small",
+    ) -> _Got[T]:
+        """Ask one mirror one thing; record the outcome in its health; never raises."""
+        if slot.abandoned:
+            return _Got(error="not asked: failing this round")
+        async with slot.sem:
+            if slot.abandoned:
+                return _Got(error="not asked: failing this round")
+            health = self._health.get(slot.name)
+            slot.probes += 1
+            t0 = self._timer()
+            outcome = "ok"
+            try:
+                async with asyncio.timeout(self._probe_timeout):
+                    fetched = await call()
+                seconds = fetched.elapsed if fetched.elapsed is not None else self._timer() - t0
+                value = await parse(fetched)
+            except NotFound as e:
+                outcome = "gone" if isinstance(e, Gone) else "not_found"
+                health.record_answer(kind, self._timer() - t0)
+                slot.failures_in_row = 0
+                return _Got(missing=True)
+            except TimeoutError:
+                outcome = "timeout"
+                return self._failed(slot, f"{slot.name}: probe timed out", timeout=True)
+            except InvalidContent as e:
+                outcome = "invalid_content"
+                return self._failed(slot, _first_line(e), invalid=True)
+            except UpstreamError as e:
+                outcome = "timeout" if isinstance(e, UpstreamTimeout) else "error"
+                return self._failed(
+                    slot,
+                    _first_line(e),
+                    timeout=isinstance(e, UpstreamTimeout),
+                    retry_after=e.retry_after if isinstance(e, RateLimited) else None,
+                )
+            except (GomirrorError, OSError) as e:
+                outcome = "error"
+                return self._failed(slot, f"{slot.name}: {_first_line(e)}")
+            finally:
+                if self._on_probe is not None:
+                    self._on_probe(slot.name, op, outcome, self._timer() - t0)
+            health.record_success(kind, seconds)
+            slot.failures_in_row = 0
+            slot.seconds.append(seconds)
+            if kind == "small" and seconds > self._healthy:
+                slot.slow += 1
+            return _Got(value=value)
+
+    def _failed(
+        self,
+        slot: _Slot,
+        reason: str,
+        *,
+        timeout: bool = False,
+        retry_after: float | None = None,
+        invalid: bool = False,
+    ) -> _Got[Any]:
+        self._health.get(slot.name).record_failure(reason, timeout=timeout, retry_after=retry_after)
+        slot.errors += 1
+        slot.failures_in_row += 1
+        slot.last_error = reason[:300]
+        if slot.tentative or slot.failures_in_row >= self._abandon_after:
+            slot.abandoned = True
+        log.warning("monitor probe failed", extra={"upstream": slot.name, "reason": reason[:200]})
+        return _Got(error=("invalid: " if invalid else "") + reason)
+
+    async def _check(self, module: str, version: str, kind: Kind, h1: str) -> _Check:
+        """Ask the checksum database about one h1; never raises."""
+        try:
+            verdict = await self._verifier.check(module, version, kind, h1)
+        except ChecksumMismatch as e:
+            return _Check("mismatch", h1, _first_line(e), e.expected)
+        except SumdbUnavailable as e:
+            return _Check("unreachable", h1, _first_line(e))
+        except SumdbError as e:
+            return _Check("inconsistent", h1, _first_line(e))
+        except VerificationError as e:
+            if isinstance(e.__cause__, NotFound):
+                return _Check("unknown", h1, _first_line(e))
+            return _Check("unreachable", h1, _first_line(e))
+        except (NotFound, UpstreamError, OSError) as e:
+            return _Check("unreachable", h1, _first_line(e))
+        return _Check("verified" if verdict.verified else "skipped", h1)
+
+    async def _module(self, rnd: _Round, module: str) -> None:
+        seen = {s.name: _Seen() for s in rnd.slots}
+
+        async def heads(slot: _Slot) -> None:
+            s = seen[slot.name]
+            s.listed, s.latest = await asyncio.gather(
+                self._probe(slot, "list", lambda: slot.upstream.list(module), _parse_list),
+                self._probe(
+                    slot, "latest", lambda: slot.upstream.latest(module), _info_parser(module)
+                ),
+            )
+
+        await asyncio.gather(*(heads(s) for s in rnd.slots))
+        candidates = self._candidates(module, seen)
+
+        async def deep(slot: _Slot, v: str) -> None:
+            s = seen[slot.name]
+            s.info[v], s.mod[v] = await asyncio.gather(
+                self._probe(slot, "info", lambda: slot.upstream.info(module, v), _any_info),
+                self._probe(
+                    slot, "mod", lambda: slot.upstream.mod(module, v), _mod_parser(module, v)
+                ),
+            )
+            h1 = s.mod[v].value
+            if h1 is not None:
+                s.sums[v] = await self._check(module, v, "mod", h1)
+                self._count_sum(rnd, s.sums[v])
+                if self._probe_zips:
+                    await self._zip(rnd, slot, module, v, s)
+
+        await asyncio.gather(*(deep(s, v) for s in rnd.slots for v in candidates))
+        now = self._clock()
+        await self._tamper(module, candidates, seen, now)
+        await self._invalid(module, candidates, seen, now)
+        newest = await self._lag(module, candidates, seen, now)
+        await self._info_mismatch(module, candidates, seen, now)
+        self._views[module] = ModuleView(
+            path=module,
+            newest=newest,
+            latest={name: _latest_repr(s.latest) for name, s in seen.items()},
+            sumdb={v: _worst(s.sums.get(v) for s in seen.values()) for v in candidates},
+            missing=_missing(self._findings.open("lag", module=module)),
+            checked_at=now,
+        )
+
+    def _candidates(self, module: str, seen: Mapping[str, _Seen]) -> list[str]:
+        union: set[str] = set()
+        latests: list[str] = []
+        for s in seen.values():
+            if s.listed.value is not None:
+                union.update(s.listed.value)
+            if s.latest.value is not None:
+                latests.append(s.latest.value.version)
+        union.update(latests)
+        ordered = semver.sort_versions(list(union))
+        picked: list[str] = []
+        if latests:
+            picked.append(semver.sort_versions(latests)[-1])
+        picked += list(reversed(ordered[-self._depth :])) if self._depth > 0 else []
+        picked += [f.version for f in self._findings.open(module=module) if f.version]
+        return list(dict.fromkeys(v for v in picked if semver.is_valid(v)))[: self._depth + 5]
+
+    async def _zip(self, rnd: _Round, slot: _Slot, module: str, version: str, s: _Seen) -> None:
+        key = (slot.name, module, version)
+        if key in self._zips_ok:
+            return
+        dst = self._new_tmp()
+        try:
+
+            async def parse(_f: Fetched) -> str:
+                return (await asyncio.to_thread(check_zip, dst, module, version)).h1
+
+            got = await self._probe(
+                slot, "zip", lambda: slot.upstream.zip(module, version, dst), parse, kind="zip"
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                dst.unlink()
+        if got.value is None:
+            return
+        check = s.zips[version] = await self._check(module, version, "zip", got.value)
+        self._count_sum(rnd, check)
+        if check.state in ("verified", "skipped"):
+            self._zips_ok[key] = None
+            while len(self._zips_ok) > 10_000:
+                del self._zips_ok[next(iter(self._zips_ok))]
+
+    def _new_tmp(self) -> Path:
+        if self._tmp_path is not None:
+            return self._tmp_path()
+        fd, name = tempfile.mkstemp(prefix="gomirror-probe-", suffix=".zip")
+        os.close(fd)
+        return Path(name)
+
+    @staticmethod
+    def _count_sum(rnd: _Round, check: _Check) -> None:
+        if check.state in ("verified", "skipped", "mismatch", "unknown"):
+            rnd.sum_ok += 1  # the database answered
+        elif check.state == "unreachable":
+            rnd.sum_unreachable += 1
+            rnd.sum_error = rnd.sum_error or check.detail
+        else:
+            rnd.sum_inconsistent += 1
+            rnd.sum_error = check.detail
+
+    # --- comparing ----------------------------------------------------------------------
+
+    async def _opened(self, type: str, **kw: Any) -> Finding:
+        f, new = await self._findings.observe(type, **kw)
+        if new:
+            log.warning(
+                "monitor finding",
+                extra={
+                    "finding": type,
+                    "upstream": f.mirror,
+                    "mod": f.module,
+                    "version": f.version,
+                    "detail": f.detail[:200],
+                },
+            )
+            if self._on_finding is not None:
+                self._on_finding(f)
+        return f
+
+    async def _tamper(
+        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
+    ) -> None:
+        for name, s in seen.items():
+            for aspect, checks in (("mod", s.sums), ("zip", s.zips)):
+                for v in candidates:
+                    c = checks.get(v)
+                    if c is None:
+                        continue
+                    if c.state == "mismatch":
+                        self._health.get(name).mark_untrusted(c.detail)
+                        await self._opened(
+                            "tamper",
+                            mirror=name,
+                            module=module,
+                            version=v,
+                            aspect=aspect,
+                            said={"sumdb": c.expected, name: c.got},
+                            detail=f"{name} served {module}@{v} {aspect} that the checksum database contradicts: {c.detail}",
+                            now=now,
+                        )
+                    elif c.state in ("verified", "skipped"):
+                        await self._findings.resolve(
+                            "tamper",
+                            mirror=name,
+                            module=module,
+                            version=v,
+                            aspect=aspect,
+                            note="serves the database's content again",
+                            now=now,
+                        )
+
+    async def _invalid(
+        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
+    ) -> None:
+        for name, s in seen.items():
+            probes: list[tuple[str, str, _Got[Any]]] = [
+                ("", "list", s.listed),
+                ("", "latest", s.latest),
+            ]
+            probes += [(v, "info", s.info[v]) for v in candidates if v in s.info]
+            probes += [(v, "mod", s.mod[v]) for v in candidates if v in s.mod]
+            for v, aspect, got in probes:
+                ident = {"mirror": name, "module": module, "version": v, "aspect": aspect}
+                if got.error.startswith("invalid: "):
+                    await self._opened(
+                        "invalid_content",
+                        **ident,
+                        said={name: got.error[len("invalid: ") :]},
+                        detail=f"{name} served invalid {aspect} for {module}{'@' + v if v else ''}",
+                        now=now,
+                    )
+                elif got.ok or got.missing:
+                    await self._findings.resolve("invalid_content", **ident, now=now)
+
+    async def _lag(
+        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
+    ) -> str:
+        """Record lag findings; return the newest version that counts."""
+        # A version counts when some mirror serves its go.mod and the database does not
+        # contradict it: one rogue mirror cannot make every other mirror "lag".
+        real = [
+            v
+            for v in candidates
+            if any(
+                s.sums.get(v) is not None and s.sums[v].state in CONFIRMING for s in seen.values()
+            )
+        ]
+        latests = [
+            s.latest.value.version
+            for s in seen.values()
+            if s.latest.value is not None and s.latest.value.version in real
+        ]
+        newest_latest = semver.sort_versions(latests)[-1] if latests else ""
+        newest = semver.sort_versions(real)[-1] if real else ""
+        have = {
+            v: sorted(
+                name
+                for name, s in seen.items()
+                if (s.info.get(v) is not None and s.info[v].ok)
+                or (s.listed.value is not None and v in s.listed.value)
+            )
+            for v in real
+        }
+        others = {name: _latest_repr(s.latest) for name, s in seen.items()}
+        for name, s in seen.items():
+            for v in real:
+                evidence, known = _lag_evidence(s, v, v == newest_latest)
+                ident = {"mirror": name, "module": module, "version": v, "aspect": ""}
+                if evidence:
+                    f = self._findings.current(("lag", name, module, v, ""))
+                    since = f.first_seen if f is not None else now
+                    await self._opened(
+                        "lag",
+                        **ident,
+                        said={
+                            "missing": evidence,
+                            "have": have[v],
+                            "latest": others,
+                            "since": since,
+                            "seconds": round(now - since, 3),
+                        },
+                        detail=f"{name} lacks {module}@{v}: {'; '.join(evidence)}",
+                        now=now,
+                    )
+                elif known:
+                    await self._findings.resolve("lag", **ident, note="caught up", now=now)
+        # A lagged version that every mirror now says does not exist (withdrawn) is no
+        # lag any more; one that some mirror did not answer about stays open (unknown).
+        for f in self._findings.open("lag", module=module):
+            if f.version in real:
+                continue
+            mods = [x.mod.get(f.version) for x in seen.values()]
+            if not mods or not all(g is not None and g.missing for g in mods):
+                continue
+            await self._findings.resolve(
+                "lag",
+                mirror=f.mirror,
+                module=module,
+                version=f.version,
+                note="no longer served by any mirror",
+                now=now,
+            )
+        return newest
+
+    async def _info_mismatch(
+        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
+    ) -> None:
+        for v in candidates:
+            said: dict[str, tuple[str, str]] = {}
+            for name, s in seen.items():
+                got = s.info.get(v)
+                if got is not None and got.value is not None:
+                    t = got.value.time
+                    said[name] = (got.value.version, t.isoformat() if t is not None else "")
+            if not said:
+                continue
+            counts = Counter(said.values()).most_common()
+            if len(counts) == 1:
+                blamed: set[str] = set()
+            elif counts[0][1] > counts[1][1]:
+                ref = counts[0][0]
+                blamed = {name for name, val in said.items() if val != ref}
+            else:
+                blamed = {""}  # no majority: nobody can tell which mirror is right
+            shown = {name: {"Version": val[0], "Time": val[1]} for name, val in said.items()}
+            for name in blamed:
+                fields = _differs(name, said)
+                who = name or "mirrors"
+                await self._opened(
+                    "info_mismatch",
+                    mirror=name,
+                    module=module,
+                    version=v,
+                    aspect="info",
+                    said=shown,
+                    detail=f"{who} disagree on {module}@{v}.info {'/'.join(fields)}"
+                    if not name
+                    else f"{who} serves {module}@{v}.info with a different {'/'.join(fields)}",
+                    now=now,
+                )
+            for f in self._findings.open("info_mismatch", module=module):
+                if (
+                    f.version == v
+                    and f.mirror not in blamed
+                    and (f.mirror in said or f.mirror == "")
+                ):
+                    await self._findings.resolve(
+                        "info_mismatch",
+                        mirror=f.mirror,
+                        module=module,
+                        version=v,
+                        aspect="info",
+                        note="mirrors agree",
+                        now=now,
+                    )
+
+    async def _resolve_unwatched(self, modules: set[str], now: float) -> None:
+        for f in self._findings.open():
+            if f.module and f.module not in modules:
+                await self._findings.resolve(
+                    f.type,
+                    mirror=f.mirror,
+                    module=f.module,
+                    version=f.version,
+                    aspect=f.aspect,
+                    note="no longer watched",
+                    now=now,
+                )
+
+    async def _sumdb_state(self, rnd: _Round, now: float) -> None:
+        if rnd.sum_inconsistent:
+            state = "inconsistent"
+        elif rnd.sum_unreachable and not rnd.sum_ok:
+            state = "unreachable"
+        elif rnd.sum_ok and not rnd.sum_unreachable:
+            state = "ok"
+        else:
+            return  # nothing checked, or mixed answers: keep what we knew
+        self._sumdb, self._sumdb_error = state, rnd.sum_error if state != "ok" else ""
+        for kind in ("sumdb_unreachable", "sumdb_inconsistent"):
+            if kind == f"sumdb_{state}":
+                await self._opened(
+                    kind,
+                    said={"error": rnd.sum_error},
+                    detail=f"checksum database {state}: {rnd.sum_error}",
+                    now=now,
+                )
+            else:
+                await self._findings.resolve(kind, note="checksum database answers", now=now)
+
+    # --- health and alerts --------------------------------------------------------------
+
+    def _update_lagging(self, now: float) -> None:
+        for m in self._mirrors:
+            open_lag = self._findings.open("lag", mirror=m.name)
+            h = self._health.get(m.name)
+            if open_lag:
+                f = open_lag[0]
+                more = f" (+{len(open_lag) - 1} more)" if len(open_lag) > 1 else ""
+                h.set_lagging(
+                    True, f"lacks {f.module}@{f.version} for {_dur(now - f.first_seen)}{more}"
+                )
+            else:
+                h.set_lagging(False)
+
+    def _update_alerts(self, now: float) -> None:
+        if self._alerter is None:
+            return
+        wanted: dict[str, Alert] = {}
+        states = {m.name: self._health.get(m.name) for m in self._mirrors}
+        all_down = bool(states) and all(h.down for h in states.values())
+        for name, h in states.items():
+            if h.down:
+                snap = h.snapshot()
+                key = f"mirror_down:{name}"
+                sev: Severity = "critical" if all_down else "warning"
+                wanted[key] = Alert(
+                    key,
+                    "mirror_down",
+                    sev,
+                    f"{name} is down",
+                    text=str(snap["down_reason"] or snap["last_error"]),
+                    mirror=name,
+                    details={
+                        "last_error": snap["last_error"],
+                        "failures": snap["consecutive_failures"],
+                    },
+                )
+        lag: dict[tuple[str, str], list[Finding]] = {}
+        for f in self._findings.open("lag"):
+            lag.setdefault((f.mirror, f.module), []).append(f)
+        for (mirror, module), fs in lag.items():
+            oldest = min(fs, key=lambda f: f.first_seen)
+            if now - oldest.first_seen < self._lag_alert_after:
+                continue
+            key = f"lag:{mirror}:{module}"
+            versions = ", ".join(sorted(f.version for f in fs))
+            wanted[key] = Alert(
+                key,
+                "lag",
+                "warning",
+                f"{mirror} lags behind on {module}",
+                text=f"lacks {versions} for {_dur(now - oldest.first_seen)}; "
+                f"other mirrors have it: {', '.join(oldest.said.get('have', []))}",
+                mirror=mirror,
+                module=module,
+                version=oldest.version,
+                details={"since": oldest.first_seen, "seconds": round(now - oldest.first_seen, 3)},
+            )
+        for f in self._findings.open("tamper") + self._findings.open("info_mismatch"):
+            key = f"{f.type}:{f.mirror}:{f.module}@{f.version}"
+            sev = "critical" if f.type == "tamper" else "info"
+            wanted[key] = Alert(
+                key,
+                f.type,
+                sev,
+                f.detail.split(":", 1)[0] if f.type == "tamper" else f.detail,
+                text=f.detail,
+                mirror=f.mirror,
+                module=f.module,
+                version=f.version,
+                details=dict(f.said),
+            )
+        for f in self._findings.open("sumdb_unreachable") + self._findings.open(
+            "sumdb_inconsistent"
+        ):
+            wanted[f.type] = Alert(
+                f.type,
+                f.type,
+                "critical",
+                f"checksum database {f.type.removeprefix('sumdb_')}",
+                text=str(f.said.get("error", "")),
+            )
+        for key, alert in wanted.items():
+            self._alerter.fire(alert)
+        for key in self._alerts - set(wanted):
+            text = "recovered" if key.startswith("mirror_down:") else "resolved"
+            self._alerter.resolve(key, text=text)
+        self._alerts = set(wanted)
+
+    # --- reading (no I/O) ---------------------------------------------------------------
+
+    def lag_seconds(self, mirror: str, module: str) -> float:
+        """How long mirror has lacked a version of module others have (0: it does not)."""
+        now = self._clock()
+        fs = self._findings.open("lag", mirror=mirror, module=module)
+        return max((now - f.first_seen for f in fs), default=0.0)
+
+    def lags(self) -> dict[tuple[str, str], float]:
+        """(mirror, module) -> lag seconds, for every open lag (for a metrics collector)."""
+        now = self._clock()
+        out: dict[tuple[str, str], float] = {}
+        for f in self._findings.open("lag"):
+            k = (f.mirror, f.module)
+            out[k] = max(out.get(k, 0.0), now - f.first_seen)
+        return out
+
+    def snapshot(self, findings: int = 50) -> MonitorSnapshot:
+        """What the status page shows: modules, mirrors, findings, round times."""
+        return MonitorSnapshot(
+            rounds=self.rounds,
+            interval=self.interval,
+            last_round_at=self.last_round_at,
+            last_round_seconds=self.last_round_seconds,
+            sumdb=self._sumdb,
+            sumdb_error=self._sumdb_error,
+            modules=tuple(self._views[m] for m in sorted(self._views)),
+            mirrors=tuple(
+                self._mirror_rounds.get(m.name)
+                or MirrorRound(m.name, self._health.get(m.name).state)
+                for m in self._mirrors
+            ),
+            findings=tuple(self._findings.recent(findings)),
+        )
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).split("\n", 1)[0][:300] or type(e).__name__
+
+
+def _dur(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+async def _parse_list(f: Fetched) -> list[str]:
+    check_list_body(f.body)
+    return parse_list(f.body)
+
+
+def _info_parser(module: str) -> Callable[[Fetched], Awaitable[Info]]:
+    async def parse(f: Fetched) -> Info:
+        return check_info_body(f.body, module, None)
+
+    return parse
+
+
+async def _any_info(f: Fetched) -> Info:
+    # The Version inside is compared across mirrors, not required to match: a
+    # different one is an info_mismatch finding, not a broken answer.
+    return parse_info(f.body)
+
+
+def _mod_parser(module: str, version: str) -> Callable[[Fetched], Awaitable[str]]:
+    async def parse(f: Fetched) -> str:
+        check_gomod_module(f.body, module, version)
+        return hash_gomod(f.body)
+
+    return parse
+
+
+def _latest_repr(got: _Got[Info]) -> str | None:
+    if got.value is not None:
+        return got.value.version
+    return "" if got.missing else None
+
+
+_SUM_ORDER = ("mismatch", "inconsistent", "unreachable", "unknown", "verified", "skipped")
+
+
+def _worst(checks: Iterable[_Check | None]) -> str:
+    states = {c.state for c in checks if c is not None}
+    for s in _SUM_ORDER:
+        if s in states:
+            return s
+    return "unchecked"
+
+
+def _lag_evidence(s: _Seen, v: str, is_newest_latest: bool) -> tuple[list[str], bool]:
+    """Why mirror ``s`` lacks ``v`` (empty: it does not), and whether that is known."""
+    evidence: list[str] = []
+    info = s.info.get(v)
+    if info is not None and info.missing:
+        evidence.append(".info not found")
+    listed = s.listed.value if s.listed.value is not None else ([] if s.listed.missing else None)
+    if listed is not None and not is_pseudo_version(v) and v not in listed:
+        evidence.append("not in @v/list")
+    if is_newest_latest:
+        lv = s.latest.value
+        if lv is not None and semver.compare(lv.version, v) < 0:
+            evidence.append(f"@latest is {lv.version}")
+        elif s.latest.missing:
+            evidence.append("@latest not found")
+    known = (
+        info is not None
+        and info.ok
+        and (listed is not None or is_pseudo_version(v))
+        and (not is_newest_latest or s.latest.ok)
+    )
+    return evidence, known
+
+
+def _missing(lags: Iterable[Finding]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for f in lags:
+        out.setdefault(f.mirror, []).append(f.version)
+    return {m: tuple(semver.sort_versions(vs)) for m, vs in out.items()}
+
+
+def _differs(name: str, said: Mapping[str, tuple[str, str]]) -> list[str]:
+    if name:
+        mine = said[name]
+        others = [val for n, val in said.items() if n != name]
+    else:
+        mine, others = next(iter(said.values())), list(said.values())
+    fields = []
+    if any(o[0] != mine[0] for o in others):
+        fields.append("Version")
+    if any(o[1] != mine[1] for o in others):
+        fields.append("Time")
+    return fields or ["Version/Time"]
+
+
+def _mirror_round(s: _Slot, state: str) -> MirrorRound:
+    secs = sorted(s.seconds)
+    return MirrorRound(
+        name=s.name,
+        state=state,
+        probes=s.probes,
+        errors=s.errors,
+        slow=s.slow,
+        p50=secs[(len(secs) - 1) // 2] if secs else None,
+        max=secs[-1] if secs else None,
+        last_error=s.last_error,
+        abandoned=s.abandoned,
+    )

@@ -1,0 +1,138 @@
+"""server.status builds the status page's snapshot from the running parts.
+
+``StatusBuilder.snapshot()`` reads, without doing any network I/O: every
+mirror's ``Health`` record (state, p50/p90, success ratio, history), the
+consistency monitor's view (which mirror has which latest version of each
+watched module, and its findings) when a monitor runs, the stored audit
+events, the cache counters from the metrics, and the checksum database's
+verified tree size. Mirror names are shown without userinfo.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gomirror import __version__
+from gomirror.monitor.events import EventRecorder
+from gomirror.monitor.metrics import Metrics
+from gomirror.server.status_page import (
+    CacheStats,
+    EventRow,
+    MirrorStatus,
+    StatusSnapshot,
+    SumdbStatus,
+    WatchedModule,
+)
+from gomirror.upstream.goproxy import redact_url
+from gomirror.upstream.health import HealthBook
+
+SEVERITY = {
+    "checksum_mismatch": "critical",
+    "sumdb_route_rejected": "critical",
+    "tamper": "critical",
+    "invalid_content": "warning",
+}
+
+
+class MonitorView(Protocol):
+    """What the consistency monitor shows on the page."""
+
+    def watched(self) -> Sequence[WatchedModule]: ...
+
+    async def recent_findings(self, limit: int) -> Sequence[EventRow]: ...
+
+
+class StatusBuilder:
+    """Makes ``StatusSnapshot``s (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        health: HealthBook,
+        mirrors: Sequence[str],
+        metrics: Metrics,
+        events: EventRecorder,
+        policy: str,
+        sumdb: Callable[[], Sequence[SumdbStatus]] | None = None,
+        monitor: MonitorView | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._health = health
+        self._mirrors = list(mirrors)
+        self._metrics = metrics
+        self._events = events
+        self._policy = policy
+        self._sumdb = sumdb
+        self._monitor = monitor
+        self._clock = clock
+        self.started_at = clock()
+
+    async def snapshot(self) -> StatusSnapshot:
+        now = self._clock()
+        events: list[EventRow] = [
+            EventRow(
+                time=e.time,
+                kind=e.kind,
+                severity=SEVERITY.get(e.kind, "warning"),
+                mirror=redact_url(e.upstream),
+                module=e.module,
+                version=e.version,
+                text=e.detail,
+            )
+            for e in reversed(await self._events.recent(50))
+        ]
+        modules: Sequence[WatchedModule] = ()
+        if self._monitor is not None:
+            modules = self._monitor.watched()
+            events = [*await self._monitor.recent_findings(50), *events]
+            events.sort(key=lambda e: e.time, reverse=True)
+        return StatusSnapshot(
+            version=__version__,
+            started_at=self.started_at,
+            generated_at=now,
+            policy=self._policy,
+            mirrors=tuple(self._mirror(name) for name in self._mirrors),
+            modules=tuple(modules),
+            events=tuple(events[:50]),
+            cache=self._cache(),
+            sumdbs=tuple(self._sumdb()) if self._sumdb is not None else (),
+        )
+
+    def _mirror(self, name: str) -> MirrorStatus:
+        snap = self._health.get(name).snapshot()
+
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000, 1)
+
+        note = snap["untrusted_reason"] or snap["down_reason"] or snap["lagging_reason"]
+        return MirrorStatus(
+            name=redact_url(name),
+            url=redact_url(name),
+            state=str(snap["state"]),
+            p50_ms=ms(snap["p50"]),
+            p90_ms=ms(snap["p90"]),
+            success_ratio=snap["success_ratio"],
+            requests=int(snap["requests"]),
+            consecutive_failures=int(snap["consecutive_failures"]),
+            last_error=redact_url(str(snap["last_error"])),
+            last_error_at=snap["last_error_at"],
+            history_ms=tuple(ms(v) for v in snap["history"]),
+            note=str(note),
+        )
+
+    def _cache(self) -> CacheStats:
+        hits = misses = 0
+        for fam in self._metrics.cache.collect():
+            for sample in fam.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if sample.labels.get("result") == "hit":
+                    hits += int(sample.value)
+                elif sample.labels.get("result") == "miss":
+                    misses += int(sample.value)
+        served = 0
+        for fam in self._metrics.bytes_served.collect():
+            served += int(sum(s.value for s in fam.samples if s.name.endswith("_total")))
+        return CacheStats(hits=hits, misses=misses, bytes_served=served)
