@@ -22,6 +22,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +32,7 @@ from gomirror.config import Config
 from gomirror.coordination.base import Coordinator
 from gomirror.coordination.local import LocalCoordinator
 from gomirror.errors import ConfigError, StorageError
+from gomirror.monitor.aggregate import MetricsSource, metrics_source
 from gomirror.monitor.events import EventRecorder
 from gomirror.monitor.metrics import Metrics
 from gomirror.monitor.observed import ObservedStorage, ObservedUpstream, ObservedVerifier
@@ -69,6 +71,7 @@ class Parts:
     disk: DiskStorage
     coordinator: Coordinator
     metrics: Metrics
+    metrics_source: MetricsSource
     events: EventRecorder
     health: HealthBook
     verifier: ObservedVerifier
@@ -98,12 +101,13 @@ def preflight(config: Config) -> None:
 
 
 @contextlib.asynccontextmanager
-async def build(config: Config) -> AsyncIterator[Parts]:
+async def build(config: Config, *, worker_group: Path | None = None) -> AsyncIterator[Parts]:
     """Make every part from config; close them all, in reverse order, on exit."""
     async with contextlib.AsyncExitStack() as stack:
         disk = open_disk(config)
         stack.push_async_callback(disk.close)
         metrics = Metrics()
+        source = await stack.enter_async_context(metrics_source(metrics, worker_group))
         storage: Storage = ObservedStorage(disk, metrics)
         coordinator = LocalCoordinator(disk.lock_dir())
         stack.push_async_callback(coordinator.close)
@@ -142,6 +146,7 @@ async def build(config: Config) -> AsyncIterator[Parts]:
             disk=disk,
             coordinator=coordinator,
             metrics=metrics,
+            metrics_source=source,
             events=events,
             health=health,
             verifier=verifier,
@@ -262,6 +267,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
     server = Server(
         parts.service,
         parts.metrics,
+        metrics_text=parts.metrics_source.render,
         sumdb=parts.sumdb,
         access_log_enabled=cfg.access_log,
         status=StatusBuilder(
@@ -271,6 +277,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
             events=parts.events,
             policy=parts.config.upstream.policy,
             sumdb=lambda: sumdb_status(parts),
+            metrics_text=parts.metrics_source.render,
         ),
         readiness=Readiness(
             parts.disk,
@@ -311,7 +318,9 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
         await runner.cleanup()
 
 
-async def run_forever(config: Config, stop: asyncio.Event) -> None:
+async def run_forever(
+    config: Config, stop: asyncio.Event, *, worker_group: Path | None = None
+) -> None:
     """Build, serve until ``stop`` is set, then close everything."""
-    async with build(config) as parts, serve(parts):
+    async with build(config, worker_group=worker_group) as parts, serve(parts):
         await stop.wait()

@@ -37,7 +37,11 @@ def test_instance_label_is_on_every_sample() -> None:
     samples = _samples(m.render().decode())
     assert len(samples) > 20  # counters and every histogram bucket
     assert all(labels.get("instance") == "mirror-a" for _, labels, _ in samples)
-    assert ("gomirror_requests_total", {"endpoint": "info", "status": "200", "instance": "mirror-a"}, 1.0) in samples
+    assert (
+        "gomirror_requests_total",
+        {"endpoint": "info", "status": "200", "instance": "mirror-a"},
+        1.0,
+    ) in samples
 
 
 def test_without_instance_there_is_no_instance_label() -> None:

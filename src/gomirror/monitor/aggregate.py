@@ -102,13 +102,13 @@ class WorkerGroup:
 
 @contextlib.asynccontextmanager
 async def metrics_source(
-    metrics: Metrics, group_dir: Path | None, *, timeout: float = PEER_TIMEOUT
+    metrics: Metrics, group_dir: Path | None, *, peer_timeout: float = PEER_TIMEOUT
 ) -> AsyncIterator[MetricsSource]:
     """The ``/metrics`` source for this process: local alone, or the group's sum when in one."""
     if group_dir is None:
         yield LocalMetrics(metrics)
         return
-    async with WorkerMetrics(metrics, group_dir, timeout=timeout) as source:
+    async with WorkerMetrics(metrics, group_dir, timeout=peer_timeout) as source:
         yield source
 
 
@@ -205,7 +205,9 @@ class WorkerMetrics:
             os.rename(staging, final, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
         return data
 
-    async def _answer_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer_peer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             writer.write(self._snapshot())
             await writer.drain()
@@ -218,7 +220,8 @@ class WorkerMetrics:
 
     def _peer_ids(self) -> set[int]:
         ids: set[int] = set()
-        for name in os.listdir(self.dir):
+        for entry in self.dir.iterdir():
+            name = entry.name
             if not name.startswith(SOCKET_PREFIX):
                 continue
             stem = name[len(SOCKET_PREFIX) :]
@@ -282,6 +285,8 @@ def merge(texts: Iterable[str]) -> bytes:
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
+            if family.name.endswith("_created"):
+                continue  # the text format carries a counter's _created as a gauge of its own
             merged = families.get(family.name)
             if merged is None:
                 merged = Metric(family.name, family.documentation, family.type, family.unit)
@@ -304,7 +309,7 @@ def merge(texts: Iterable[str]) -> bytes:
     return bytes(generate_latest(_Families(list(families.values()))))
 
 
-class _Families(Collector):  # type: ignore[misc]  # prometheus_client is untyped here
+class _Families(Collector):
     def __init__(self, families: list[Any]) -> None:
         self.families = families
 

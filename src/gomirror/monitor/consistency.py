@@ -46,11 +46,10 @@ import logging
 import os
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gomirror.errors import (
     ChecksumMismatch,
@@ -70,9 +69,21 @@ from gomirror.module.gomod import check_gomod_module
 from gomirror.module.info import Info, check_info_body, check_list_body, parse_info, parse_list
 from gomirror.module.modzip import check_zip
 from gomirror.module.paths import check_path, match_prefix_patterns
-from gomirror.module.pseudo import is_pseudo_version
-from gomirror.monitor.alerts import Alert, Severity
+from gomirror.monitor.alerts import Alert
+from gomirror.monitor.consistency_alerts import duration, wanted_alerts
+from gomirror.monitor.drift import (
+    INVALID,
+    Action,
+    Got,
+    Seen,
+    SumCheck,
+    candidates,
+    compare,
+    latest_repr,
+    worst,
+)
 from gomirror.monitor.findings import Finding, FindingStore
+from gomirror.monitor.views import MirrorRound, ModuleView, MonitorSnapshot
 from gomirror.sumdb.routes import SumdbUnavailable
 from gomirror.upstream.base import Fetched, Upstream
 from gomirror.upstream.health import HealthBook, OpKind
@@ -81,9 +92,6 @@ from gomirror.upstream.verified import Kind, Verifier
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SumState = Literal["verified", "skipped", "mismatch", "unknown", "unreachable", "inconsistent"]
-# "unknown": the database answered that it has no such version.
-CONFIRMING: frozenset[str] = frozenset({"verified", "skipped", "unreachable", "inconsistent"})
 ProbeHook = Callable[[str, str, str, float], None]  # mirror, op, outcome, seconds
 FindingHook = Callable[[Finding], None]  # called when a finding opens
 
@@ -96,129 +104,7 @@ class AlertSink(Protocol):
     def resolve(self, key: str, *, text: str = "") -> object: ...
 
 
-def watch_set(
-    fixed: Iterable[str],
-    top: Callable[[int], Sequence[str]] | None = None,
-    k: int = 50,
-    private: str = "",
-) -> Callable[[], list[str]]:
-    """The monitor's ``watch``: config modules first, then the ``k`` most requested.
-
-    Modules matching ``private`` (GOPRIVATE syntax) are left out: their names must
-    never reach a public mirror.
-    """
-    fixed = tuple(fixed)
-
-    def watch() -> list[str]:
-        mods = list(fixed) + (list(top(k)) if top is not None and k > 0 else [])
-        return [m for m in dict.fromkeys(mods) if not match_prefix_patterns(private, m)]
-
-    return watch
-
-
-# --- what the status page reads -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ModuleView:
-    """One watched module after the last round that probed it."""
-
-    path: str
-    newest: str  # the newest version a mirror serves and the database does not contradict
-    latest: Mapping[str, str | None]  # mirror -> its @latest; "" not found, None error
-    sumdb: Mapping[str, str]  # candidate version -> SumState of its .mod (worst over mirrors)
-    missing: Mapping[str, tuple[str, ...]]  # mirror -> candidate versions it lacks
-    checked_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "newest": self.newest,
-            "latest": dict(self.latest),
-            "sumdb": dict(self.sumdb),
-            "missing": {m: list(v) for m, v in self.missing.items()},
-            "checked_at": self.checked_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorRound:
-    """One mirror's probes in the last round."""
-
-    name: str
-    state: str  # its Health state after the round
-    probes: int = 0
-    errors: int = 0
-    slow: int = 0  # answered, but slower than healthy_threshold
-    p50: float | None = None  # seconds, over this round's answered probes
-    max: float | None = None
-    last_error: str = ""
-    abandoned: bool = False  # too many failures: not asked again this round
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "state": self.state,
-            "probes": self.probes,
-            "errors": self.errors,
-            "slow": self.slow,
-            "p50": self.p50,
-            "max": self.max,
-            "last_error": self.last_error,
-            "abandoned": self.abandoned,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MonitorSnapshot:
-    """What the monitor knows, for the status page (``to_json`` for the JSON API)."""
-
-    rounds: int
-    interval: float
-    last_round_at: float | None  # epoch seconds the last round started
-    last_round_seconds: float | None
-    sumdb: str  # ok, unreachable, inconsistent, unknown (nothing checked yet)
-    sumdb_error: str
-    modules: tuple[ModuleView, ...]
-    mirrors: tuple[MirrorRound, ...]
-    findings: tuple[Finding, ...]  # open and recently resolved, most recent first
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rounds": self.rounds,
-            "interval": self.interval,
-            "last_round_at": self.last_round_at,
-            "last_round_seconds": self.last_round_seconds,
-            "sumdb": self.sumdb,
-            "sumdb_error": self.sumdb_error,
-            "modules": [m.to_json() for m in self.modules],
-            "mirrors": [m.to_json() for m in self.mirrors],
-            "findings": [f.to_json() for f in self.findings],
-        }
-
-
 # --- one round's working state ----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Got(Generic[T]):
-    """One probe's outcome: a value, "not found", or an error (unknown)."""
-
-    value: T | None = None
-    missing: bool = False
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.value is not None
-
-
-@dataclass(slots=True)
-class _Check:
-    state: SumState
-    got: str  # the h1 the mirror's content has
-    detail: str = ""
-    expected: str = ""  # the database's h1, on a mismatch
 
 
 @dataclass
@@ -240,17 +126,9 @@ class _Slot:
     def name(self) -> str:
         return self.upstream.name
 
-
-@dataclass
-class _Seen:
-    """What one mirror said about one module this round."""
-
-    listed: _Got[list[str]] = field(default_factory=_Got)
-    latest: _Got[Info] = field(default_factory=_Got)
-    info: dict[str, _Got[Info]] = field(default_factory=dict)
-    mod: dict[str, _Got[str]] = field(default_factory=dict)  # version -> h1
-    sums: dict[str, _Check] = field(default_factory=dict)  # version -> .mod verdict
-    zips: dict[str, _Check] = field(default_factory=dict)
+    def skipped(self) -> bool:
+        # A method, not an attribute test: it changes while a probe waits for the semaphore.
+        return self.abandoned
 
 
 @dataclass
@@ -416,13 +294,13 @@ class ConsistencyMonitor:
         call: Callable[[], Awaitable[Fetched]],
         parse: Callable[[Fetched], Awaitable[T]],
         kind: OpKind = "small",
-    ) -> _Got[T]:
+    ) -> Got[T]:
         """Ask one mirror one thing; record the outcome in its health; never raises."""
-        if slot.abandoned:
-            return _Got(error="not asked: failing this round")
+        if slot.skipped():
+            return Got(error="not asked: failing this round")
         async with slot.sem:
-            if slot.abandoned:
-                return _Got(error="not asked: failing this round")
+            if slot.skipped():
+                return Got(error="not asked: failing this round")
             health = self._health.get(slot.name)
             slot.probes += 1
             t0 = self._timer()
@@ -436,7 +314,7 @@ class ConsistencyMonitor:
                 outcome = "gone" if isinstance(e, Gone) else "not_found"
                 health.record_answer(kind, self._timer() - t0)
                 slot.failures_in_row = 0
-                return _Got(missing=True)
+                return Got(missing=True)
             except TimeoutError:
                 outcome = "timeout"
                 return self._failed(slot, f"{slot.name}: probe timed out", timeout=True)
@@ -462,7 +340,7 @@ class ConsistencyMonitor:
             slot.seconds.append(seconds)
             if kind == "small" and seconds > self._healthy:
                 slot.slow += 1
-            return _Got(value=value)
+            return Got(value=value)
 
     def _failed(
         self,
@@ -472,7 +350,7 @@ class ConsistencyMonitor:
         timeout: bool = False,
         retry_after: float | None = None,
         invalid: bool = False,
-    ) -> _Got[Any]:
+    ) -> Got[Any]:
         self._health.get(slot.name).record_failure(reason, timeout=timeout, retry_after=retry_after)
         slot.errors += 1
         slot.failures_in_row += 1
@@ -480,28 +358,28 @@ class ConsistencyMonitor:
         if slot.tentative or slot.failures_in_row >= self._abandon_after:
             slot.abandoned = True
         log.warning("monitor probe failed", extra={"upstream": slot.name, "reason": reason[:200]})
-        return _Got(error=("invalid: " if invalid else "") + reason)
+        return Got(error=(INVALID if invalid else "") + reason)
 
-    async def _check(self, module: str, version: str, kind: Kind, h1: str) -> _Check:
+    async def _check(self, module: str, version: str, kind: Kind, h1: str) -> SumCheck:
         """Ask the checksum database about one h1; never raises."""
         try:
             verdict = await self._verifier.check(module, version, kind, h1)
         except ChecksumMismatch as e:
-            return _Check("mismatch", h1, _first_line(e), e.expected)
+            return SumCheck("mismatch", h1, _first_line(e), e.expected)
         except SumdbUnavailable as e:
-            return _Check("unreachable", h1, _first_line(e))
+            return SumCheck("unreachable", h1, _first_line(e))
         except SumdbError as e:
-            return _Check("inconsistent", h1, _first_line(e))
+            return SumCheck("inconsistent", h1, _first_line(e))
         except VerificationError as e:
             if isinstance(e.__cause__, NotFound):
-                return _Check("unknown", h1, _first_line(e))
-            return _Check("unreachable", h1, _first_line(e))
+                return SumCheck("unknown", h1, _first_line(e))
+            return SumCheck("unreachable", h1, _first_line(e))
         except (NotFound, UpstreamError, OSError) as e:
-            return _Check("unreachable", h1, _first_line(e))
-        return _Check("verified" if verdict.verified else "skipped", h1)
+            return SumCheck("unreachable", h1, _first_line(e))
+        return SumCheck("verified" if verdict.verified else "skipped", h1)
 
     async def _module(self, rnd: _Round, module: str) -> None:
-        seen = {s.name: _Seen() for s in rnd.slots}
+        seen = {slot.name: Seen() for slot in rnd.slots}
 
         async def heads(slot: _Slot) -> None:
             s = seen[slot.name]
@@ -512,8 +390,9 @@ class ConsistencyMonitor:
                 ),
             )
 
-        await asyncio.gather(*(heads(s) for s in rnd.slots))
-        candidates = self._candidates(module, seen)
+        await asyncio.gather(*(heads(slot) for slot in rnd.slots))
+        open_before = self._findings.open(module=module)
+        versions = candidates(seen, self._depth, (f.version for f in open_before if f.version))
 
         async def deep(slot: _Slot, v: str) -> None:
             s = seen[slot.name]
@@ -530,39 +409,23 @@ class ConsistencyMonitor:
                 if self._probe_zips:
                     await self._zip(rnd, slot, module, v, s)
 
-        await asyncio.gather(*(deep(s, v) for s in rnd.slots for v in candidates))
+        await asyncio.gather(*(deep(slot, v) for slot in rnd.slots for v in versions))
         now = self._clock()
-        await self._tamper(module, candidates, seen, now)
-        await self._invalid(module, candidates, seen, now)
-        newest = await self._lag(module, candidates, seen, now)
-        await self._info_mismatch(module, candidates, seen, now)
+        actions, newest = compare(module, versions, seen, open_before, now)
+        for action in actions:
+            if action.op == "observe" and action.type == "tamper":
+                self._health.get(action.mirror).mark_untrusted(action.text)
+            await self._apply(action, now)
         self._views[module] = ModuleView(
             path=module,
             newest=newest,
-            latest={name: _latest_repr(s.latest) for name, s in seen.items()},
-            sumdb={v: _worst(s.sums.get(v) for s in seen.values()) for v in candidates},
+            latest={name: latest_repr(s.latest) for name, s in seen.items()},
+            sumdb={v: worst(s.sums.get(v) for s in seen.values()) for v in versions},
             missing=_missing(self._findings.open("lag", module=module)),
             checked_at=now,
         )
 
-    def _candidates(self, module: str, seen: Mapping[str, _Seen]) -> list[str]:
-        union: set[str] = set()
-        latests: list[str] = []
-        for s in seen.values():
-            if s.listed.value is not None:
-                union.update(s.listed.value)
-            if s.latest.value is not None:
-                latests.append(s.latest.value.version)
-        union.update(latests)
-        ordered = semver.sort_versions(list(union))
-        picked: list[str] = []
-        if latests:
-            picked.append(semver.sort_versions(latests)[-1])
-        picked += list(reversed(ordered[-self._depth :])) if self._depth > 0 else []
-        picked += [f.version for f in self._findings.open(module=module) if f.version]
-        return list(dict.fromkeys(v for v in picked if semver.is_valid(v)))[: self._depth + 5]
-
-    async def _zip(self, rnd: _Round, slot: _Slot, module: str, version: str, s: _Seen) -> None:
+    async def _zip(self, rnd: _Round, slot: _Slot, module: str, version: str, s: Seen) -> None:
         key = (slot.name, module, version)
         if key in self._zips_ok:
             return
@@ -595,7 +458,7 @@ class ConsistencyMonitor:
         return Path(name)
 
     @staticmethod
-    def _count_sum(rnd: _Round, check: _Check) -> None:
+    def _count_sum(rnd: _Round, check: SumCheck) -> None:
         if check.state in ("verified", "skipped", "mismatch", "unknown"):
             rnd.sum_ok += 1  # the database answered
         elif check.state == "unreachable":
@@ -605,15 +468,26 @@ class ConsistencyMonitor:
             rnd.sum_inconsistent += 1
             rnd.sum_error = check.detail
 
-    # --- comparing ----------------------------------------------------------------------
+    # --- recording ----------------------------------------------------------------------
 
-    async def _opened(self, type: str, **kw: Any) -> Finding:
-        f, new = await self._findings.observe(type, **kw)
+    async def _apply(self, action: Action, now: float) -> None:
+        ident = {
+            "mirror": action.mirror,
+            "module": action.module,
+            "version": action.version,
+            "aspect": action.aspect,
+        }
+        if action.op == "resolve":
+            await self._findings.resolve(action.type, **ident, note=action.text, now=now)
+            return
+        f, new = await self._findings.observe(
+            action.type, **ident, said=action.said, detail=action.text, now=now
+        )
         if new:
             log.warning(
                 "monitor finding",
                 extra={
-                    "finding": type,
+                    "finding": f.type,
                     "upstream": f.mirror,
                     "mod": f.module,
                     "version": f.version,
@@ -622,184 +496,6 @@ class ConsistencyMonitor:
             )
             if self._on_finding is not None:
                 self._on_finding(f)
-        return f
-
-    async def _tamper(
-        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
-    ) -> None:
-        for name, s in seen.items():
-            for aspect, checks in (("mod", s.sums), ("zip", s.zips)):
-                for v in candidates:
-                    c = checks.get(v)
-                    if c is None:
-                        continue
-                    if c.state == "mismatch":
-                        self._health.get(name).mark_untrusted(c.detail)
-                        await self._opened(
-                            "tamper",
-                            mirror=name,
-                            module=module,
-                            version=v,
-                            aspect=aspect,
-                            said={"sumdb": c.expected, name: c.got},
-                            detail=f"{name} served {module}@{v} {aspect} that the checksum database contradicts: {c.detail}",
-                            now=now,
-                        )
-                    elif c.state in ("verified", "skipped"):
-                        await self._findings.resolve(
-                            "tamper",
-                            mirror=name,
-                            module=module,
-                            version=v,
-                            aspect=aspect,
-                            note="serves the database's content again",
-                            now=now,
-                        )
-
-    async def _invalid(
-        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
-    ) -> None:
-        for name, s in seen.items():
-            probes: list[tuple[str, str, _Got[Any]]] = [
-                ("", "list", s.listed),
-                ("", "latest", s.latest),
-            ]
-            probes += [(v, "info", s.info[v]) for v in candidates if v in s.info]
-            probes += [(v, "mod", s.mod[v]) for v in candidates if v in s.mod]
-            for v, aspect, got in probes:
-                ident = {"mirror": name, "module": module, "version": v, "aspect": aspect}
-                if got.error.startswith("invalid: "):
-                    await self._opened(
-                        "invalid_content",
-                        **ident,
-                        said={name: got.error[len("invalid: ") :]},
-                        detail=f"{name} served invalid {aspect} for {module}{'@' + v if v else ''}",
-                        now=now,
-                    )
-                elif got.ok or got.missing:
-                    await self._findings.resolve("invalid_content", **ident, now=now)
-
-    async def _lag(
-        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
-    ) -> str:
-        """Record lag findings; return the newest version that counts."""
-        # A version counts when some mirror serves its go.mod and the database does not
-        # contradict it: one rogue mirror cannot make every other mirror "lag".
-        real = [
-            v
-            for v in candidates
-            if any(
-                s.sums.get(v) is not None and s.sums[v].state in CONFIRMING for s in seen.values()
-            )
-        ]
-        latests = [
-            s.latest.value.version
-            for s in seen.values()
-            if s.latest.value is not None and s.latest.value.version in real
-        ]
-        newest_latest = semver.sort_versions(latests)[-1] if latests else ""
-        newest = semver.sort_versions(real)[-1] if real else ""
-        have = {
-            v: sorted(
-                name
-                for name, s in seen.items()
-                if (s.info.get(v) is not None and s.info[v].ok)
-                or (s.listed.value is not None and v in s.listed.value)
-            )
-            for v in real
-        }
-        others = {name: _latest_repr(s.latest) for name, s in seen.items()}
-        for name, s in seen.items():
-            for v in real:
-                evidence, known = _lag_evidence(s, v, v == newest_latest)
-                ident = {"mirror": name, "module": module, "version": v, "aspect": ""}
-                if evidence:
-                    f = self._findings.current(("lag", name, module, v, ""))
-                    since = f.first_seen if f is not None else now
-                    await self._opened(
-                        "lag",
-                        **ident,
-                        said={
-                            "missing": evidence,
-                            "have": have[v],
-                            "latest": others,
-                            "since": since,
-                            "seconds": round(now - since, 3),
-                        },
-                        detail=f"{name} lacks {module}@{v}: {'; '.join(evidence)}",
-                        now=now,
-                    )
-                elif known:
-                    await self._findings.resolve("lag", **ident, note="caught up", now=now)
-        # A lagged version that every mirror now says does not exist (withdrawn) is no
-        # lag any more; one that some mirror did not answer about stays open (unknown).
-        for f in self._findings.open("lag", module=module):
-            if f.version in real:
-                continue
-            mods = [x.mod.get(f.version) for x in seen.values()]
-            if not mods or not all(g is not None and g.missing for g in mods):
-                continue
-            await self._findings.resolve(
-                "lag",
-                mirror=f.mirror,
-                module=module,
-                version=f.version,
-                note="no longer served by any mirror",
-                now=now,
-            )
-        return newest
-
-    async def _info_mismatch(
-        self, module: str, candidates: Sequence[str], seen: Mapping[str, _Seen], now: float
-    ) -> None:
-        for v in candidates:
-            said: dict[str, tuple[str, str]] = {}
-            for name, s in seen.items():
-                got = s.info.get(v)
-                if got is not None and got.value is not None:
-                    t = got.value.time
-                    said[name] = (got.value.version, t.isoformat() if t is not None else "")
-            if not said:
-                continue
-            counts = Counter(said.values()).most_common()
-            if len(counts) == 1:
-                blamed: set[str] = set()
-            elif counts[0][1] > counts[1][1]:
-                ref = counts[0][0]
-                blamed = {name for name, val in said.items() if val != ref}
-            else:
-                blamed = {""}  # no majority: nobody can tell which mirror is right
-            shown = {name: {"Version": val[0], "Time": val[1]} for name, val in said.items()}
-            for name in blamed:
-                fields = _differs(name, said)
-                who = name or "mirrors"
-                await self._opened(
-                    "info_mismatch",
-                    mirror=name,
-                    module=module,
-                    version=v,
-                    aspect="info",
-                    said=shown,
-                    detail=f"{who} disagree on {module}@{v}.info {'/'.join(fields)}"
-                    if not name
-                    else f"{who} serves {module}@{v}.info with a different {'/'.join(fields)}",
-                    now=now,
-                )
-            for f in self._findings.open("info_mismatch", module=module):
-                if (
-                    f.version == v
-                    and f.mirror not in blamed
-                    and (f.mirror in said or f.mirror == "")
-                ):
-                    await self._findings.resolve(
-                        "info_mismatch",
-                        mirror=f.mirror,
-                        module=module,
-                        version=v,
-                        aspect="info",
-                        note="mirrors agree",
-                        now=now,
-                    )
 
     async def _resolve_unwatched(self, modules: set[str], now: float) -> None:
         for f in self._findings.open():
@@ -826,14 +522,11 @@ class ConsistencyMonitor:
         self._sumdb, self._sumdb_error = state, rnd.sum_error if state != "ok" else ""
         for kind in ("sumdb_unreachable", "sumdb_inconsistent"):
             if kind == f"sumdb_{state}":
-                await self._opened(
-                    kind,
-                    said={"error": rnd.sum_error},
-                    detail=f"checksum database {state}: {rnd.sum_error}",
-                    now=now,
-                )
+                said = {"error": rnd.sum_error}
+                text = f"checksum database {state}: {rnd.sum_error}"
+                await self._apply(Action("observe", kind, said=said, text=text), now)
             else:
-                await self._findings.resolve(kind, note="checksum database answers", now=now)
+                await self._apply(Action("resolve", kind, text="checksum database answers"), now)
 
     # --- health and alerts --------------------------------------------------------------
 
@@ -845,7 +538,7 @@ class ConsistencyMonitor:
                 f = open_lag[0]
                 more = f" (+{len(open_lag) - 1} more)" if len(open_lag) > 1 else ""
                 h.set_lagging(
-                    True, f"lacks {f.module}@{f.version} for {_dur(now - f.first_seen)}{more}"
+                    True, f"lacks {f.module}@{f.version} for {duration(now - f.first_seen)}{more}"
                 )
             else:
                 h.set_lagging(False)
@@ -853,72 +546,9 @@ class ConsistencyMonitor:
     def _update_alerts(self, now: float) -> None:
         if self._alerter is None:
             return
-        wanted: dict[str, Alert] = {}
-        states = {m.name: self._health.get(m.name) for m in self._mirrors}
-        all_down = bool(states) and all(h.down for h in states.values())
-        for name, h in states.items():
-            if h.down:
-                snap = h.snapshot()
-                key = f"mirror_down:{name}"
-                sev: Severity = "critical" if all_down else "warning"
-                wanted[key] = Alert(
-                    key,
-                    "mirror_down",
-                    sev,
-                    f"{name} is down",
-                    text=str(snap["down_reason"] or snap["last_error"]),
-                    mirror=name,
-                    details={
-                        "last_error": snap["last_error"],
-                        "failures": snap["consecutive_failures"],
-                    },
-                )
-        lag: dict[tuple[str, str], list[Finding]] = {}
-        for f in self._findings.open("lag"):
-            lag.setdefault((f.mirror, f.module), []).append(f)
-        for (mirror, module), fs in lag.items():
-            oldest = min(fs, key=lambda f: f.first_seen)
-            if now - oldest.first_seen < self._lag_alert_after:
-                continue
-            key = f"lag:{mirror}:{module}"
-            versions = ", ".join(sorted(f.version for f in fs))
-            wanted[key] = Alert(
-                key,
-                "lag",
-                "warning",
-                f"{mirror} lags behind on {module}",
-                text=f"lacks {versions} for {_dur(now - oldest.first_seen)}; "
-                f"other mirrors have it: {', '.join(oldest.said.get('have', []))}",
-                mirror=mirror,
-                module=module,
-                version=oldest.version,
-                details={"since": oldest.first_seen, "seconds": round(now - oldest.first_seen, 3)},
-            )
-        for f in self._findings.open("tamper") + self._findings.open("info_mismatch"):
-            key = f"{f.type}:{f.mirror}:{f.module}@{f.version}"
-            sev = "critical" if f.type == "tamper" else "info"
-            wanted[key] = Alert(
-                key,
-                f.type,
-                sev,
-                f.detail.split(":", 1)[0] if f.type == "tamper" else f.detail,
-                text=f.detail,
-                mirror=f.mirror,
-                module=f.module,
-                version=f.version,
-                details=dict(f.said),
-            )
-        for f in self._findings.open("sumdb_unreachable") + self._findings.open(
-            "sumdb_inconsistent"
-        ):
-            wanted[f.type] = Alert(
-                f.type,
-                f.type,
-                "critical",
-                f"checksum database {f.type.removeprefix('sumdb_')}",
-                text=str(f.said.get("error", "")),
-            )
-        for key, alert in wanted.items():
+        mirrors = {m.name: self._health.get(m.name) for m in self._mirrors}
+        wanted = wanted_alerts(mirrors, self._findings.open(), now, self._lag_alert_after)
+        for alert in wanted.values():
             self._alerter.fire(alert)
         for key in self._alerts - set(wanted):
             text = "recovered" if key.startswith("mirror_down:") else "resolved"
@@ -968,15 +598,6 @@ def _first_line(e: BaseException) -> str:
     return str(e).split("\n", 1)[0][:300] or type(e).__name__
 
 
-def _dur(seconds: float) -> str:
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
 async def _parse_list(f: Fetched) -> list[str]:
     check_list_body(f.body)
     return parse_list(f.body)
@@ -1003,66 +624,11 @@ def _mod_parser(module: str, version: str) -> Callable[[Fetched], Awaitable[str]
     return parse
 
 
-def _latest_repr(got: _Got[Info]) -> str | None:
-    if got.value is not None:
-        return got.value.version
-    return "" if got.missing else None
-
-
-_SUM_ORDER = ("mismatch", "inconsistent", "unreachable", "unknown", "verified", "skipped")
-
-
-def _worst(checks: Iterable[_Check | None]) -> str:
-    states = {c.state for c in checks if c is not None}
-    for s in _SUM_ORDER:
-        if s in states:
-            return s
-    return "unchecked"
-
-
-def _lag_evidence(s: _Seen, v: str, is_newest_latest: bool) -> tuple[list[str], bool]:
-    """Why mirror ``s`` lacks ``v`` (empty: it does not), and whether that is known."""
-    evidence: list[str] = []
-    info = s.info.get(v)
-    if info is not None and info.missing:
-        evidence.append(".info not found")
-    listed = s.listed.value if s.listed.value is not None else ([] if s.listed.missing else None)
-    if listed is not None and not is_pseudo_version(v) and v not in listed:
-        evidence.append("not in @v/list")
-    if is_newest_latest:
-        lv = s.latest.value
-        if lv is not None and semver.compare(lv.version, v) < 0:
-            evidence.append(f"@latest is {lv.version}")
-        elif s.latest.missing:
-            evidence.append("@latest not found")
-    known = (
-        info is not None
-        and info.ok
-        and (listed is not None or is_pseudo_version(v))
-        and (not is_newest_latest or s.latest.ok)
-    )
-    return evidence, known
-
-
 def _missing(lags: Iterable[Finding]) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for f in lags:
         out.setdefault(f.mirror, []).append(f.version)
     return {m: tuple(semver.sort_versions(vs)) for m, vs in out.items()}
-
-
-def _differs(name: str, said: Mapping[str, tuple[str, str]]) -> list[str]:
-    if name:
-        mine = said[name]
-        others = [val for n, val in said.items() if n != name]
-    else:
-        mine, others = next(iter(said.values())), list(said.values())
-    fields = []
-    if any(o[0] != mine[0] for o in others):
-        fields.append("Version")
-    if any(o[1] != mine[1] for o in others):
-        fields.append("Time")
-    return fields or ["Version/Time"]
 
 
 def _mirror_round(s: _Slot, state: str) -> MirrorRound:

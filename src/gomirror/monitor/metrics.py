@@ -130,7 +130,7 @@ class Metrics:
         return bytes(generate_latest(ExportView(self.registry, self.instance)))
 
 
-class ExportView(Collector):  # type: ignore[misc]  # prometheus_client is untyped here
+class ExportView(Collector):
     """The registry's families as exported: ``_created`` samples dropped, ``instance`` added."""
 
     def __init__(self, registry: CollectorRegistry, instance: str | None) -> None:

@@ -6,17 +6,23 @@ runs at most once per ``capacity`` new modules); ``top(k)`` returns the ``k``
 most requested modules, most requested first, ties by name.
 
 Bounds and ageing: at most ``2 * capacity`` modules are tracked; when that
-is exceeded, counts are halved (modules asked for once drop out) and, if that
-is not enough, only the ``capacity`` largest are kept. Every ``halve_every``
-records all counts are halved, so what was popular last month fades and the
-watch list follows today's traffic. The counts are approximate by design: a
-module needs a steady share of requests to stay on top, not one burst.
+is exceeded only the ``capacity`` largest counts are kept (among equal counts,
+the most recently added), so a new module survives a prune once it has been
+asked for more often than the long tail. Every ``halve_every`` records all
+counts are halved (ones drop out), so what was popular last month fades and
+the watch list follows today's traffic. The counts are approximate by design.
 Not thread-safe; call it from the event loop.
+
+``watch_set(fixed, top, k, private)`` is the monitor's watch list: the
+configured modules, then the ``k`` most requested, never a private one.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Iterable, Sequence
+
+from gomirror.module.paths import match_prefix_patterns
 
 
 class Popularity:
@@ -59,9 +65,27 @@ class Popularity:
         self._counts = {m: c >> 1 for m, c in self._counts.items() if c > 1}
 
     def _prune(self) -> None:
-        self._halve()
-        if len(self._counts) > self._capacity:
-            keep = heapq.nsmallest(
-                self._capacity, self._counts.items(), key=lambda kv: (-kv[1], kv[0])
-            )
-            self._counts = dict(keep)
+        # nsmallest is stable: walking newest first keeps the newest among equal counts.
+        newest_first = reversed(self._counts.items())
+        keep = heapq.nsmallest(self._capacity, newest_first, key=lambda kv: -kv[1])
+        self._counts = dict(reversed(keep))
+
+
+def watch_set(
+    fixed: Iterable[str],
+    top: Callable[[int], Sequence[str]] | None = None,
+    k: int = 50,
+    private: str = "",
+) -> Callable[[], list[str]]:
+    """The monitor's ``watch``: config modules first, then the ``k`` most requested.
+
+    Modules matching ``private`` (GOPRIVATE syntax) are left out: their names must
+    never reach a public mirror.
+    """
+    fixed = tuple(fixed)
+
+    def watch() -> list[str]:
+        mods = list(fixed) + (list(top(k)) if top is not None and k > 0 else [])
+        return [m for m in dict.fromkeys(mods) if not match_prefix_patterns(private, m)]
+
+    return watch

@@ -11,8 +11,10 @@ verified tree size. Mirror names are shown without userinfo.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from gomirror import __version__
 from gomirror.monitor.events import EventRecorder
@@ -57,8 +59,10 @@ class StatusBuilder:
         policy: str,
         sumdb: Callable[[], Sequence[SumdbStatus]] | None = None,
         monitor: MonitorView | None = None,
+        metrics_text: Callable[[], Awaitable[bytes]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._metrics_text = metrics_text
         self._health = health
         self._mirrors = list(mirrors)
         self._metrics = metrics
@@ -96,7 +100,7 @@ class StatusBuilder:
             mirrors=tuple(self._mirror(name) for name in self._mirrors),
             modules=tuple(modules),
             events=tuple(events[:50]),
-            cache=self._cache(),
+            cache=await self._cache(),
             sumdbs=tuple(self._sumdb()) if self._sumdb is not None else (),
         )
 
@@ -122,17 +126,25 @@ class StatusBuilder:
             note=str(note),
         )
 
-    def _cache(self) -> CacheStats:
-        hits = misses = 0
-        for fam in self._metrics.cache.collect():
-            for sample in fam.samples:
-                if not sample.name.endswith("_total"):
-                    continue
+    async def _cache(self) -> CacheStats:
+        """Cache counters, summed over every worker when ``metrics_text`` aggregates them."""
+        if self._metrics_text is not None:
+            text = (await self._metrics_text()).decode()
+            samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+        else:
+            samples = [
+                s
+                for c in (self._metrics.cache, self._metrics.bytes_served)
+                for fam in c.collect()
+                for s in fam.samples
+            ]
+        hits = misses = served = 0
+        for sample in samples:
+            if sample.name == "gomirror_cache_total":
                 if sample.labels.get("result") == "hit":
                     hits += int(sample.value)
                 elif sample.labels.get("result") == "miss":
                     misses += int(sample.value)
-        served = 0
-        for fam in self._metrics.bytes_served.collect():
-            served += int(sum(s.value for s in fam.samples if s.name.endswith("_total")))
+            elif sample.name == "gomirror_bytes_served_total":
+                served += int(sample.value)
         return CacheStats(hits=hits, misses=misses, bytes_served=served)

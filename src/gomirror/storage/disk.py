@@ -230,7 +230,7 @@ class DiskStorage:
         for dirpath, dirnames, filenames in os.walk(base):
             rel = os.path.relpath(dirpath, base)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            if rel.startswith((TMP_SUBDIR, LOCK_SUBDIR)):
+            if rel.startswith((TMP_SUBDIR, LOCK_SUBDIR, "_gomirror/run")):
                 dirnames[:] = []
                 continue
             dirnames.sort()
