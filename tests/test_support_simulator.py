@@ -130,6 +130,29 @@ def test_status_fault_with_headers_and_times(sim: UpstreamSimulator) -> None:
     assert [r.status for r in sim.requests] == [503, 503, 200, 410, 200, 200]
 
 
+def test_probability_faults_are_a_seeded_share_over_older_rules(corpus: Corpus) -> None:
+    def statuses(seed: int) -> tuple[list[int], int]:
+        with UpstreamSimulator(corpus, name="flaky", seed=seed) as s:
+            s.add_fault("*.info", headers={"X-Base": "1"})
+            rule = s.fail("*.info", 502, probability=0.3)
+            got = []
+            for _ in range(60):
+                r = fetch(s, "/rsc.io/quote/@v/v1.5.2.info")
+                # a request the draw skips still gets the older rule, not a bare answer
+                assert r.status == 502 or r.headers.get("x-base") == "1"
+                got.append(r.status)
+            assert fetch(s, "/rsc.io/quote/@v/list").status == 200  # pattern still applies
+            return got, rule.hits
+
+    first, hits = statuses(7)
+    assert set(first) == {200, 502}
+    assert hits == first.count(502)
+    assert 6 <= first.count(502) <= 30  # 30 % of 60 = 18; far outside is a broken draw
+    assert statuses(7)[0] == first  # same seed, same sequence
+    with pytest.raises(ValueError, match="probability"):
+        UpstreamSimulator(corpus).add_fault("*", status=502, probability=1.5)
+
+
 def test_latency_and_bandwidth(sim: UpstreamSimulator) -> None:
     sim.add_fault("*.info", latency=0.25)
     t0 = time.monotonic()

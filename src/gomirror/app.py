@@ -33,13 +33,18 @@ from gomirror.coordination.base import Coordinator
 from gomirror.coordination.local import LocalCoordinator
 from gomirror.errors import ConfigError, StorageError
 from gomirror.monitor.aggregate import MetricsSource, metrics_source
+from gomirror.monitor.alerts import Alerter
+from gomirror.monitor.cachefull import CacheFullReporter
+from gomirror.monitor.consistency import ConsistencyMonitor
 from gomirror.monitor.events import EventRecorder
+from gomirror.monitor.findings import FindingStore
 from gomirror.monitor.metrics import Metrics
 from gomirror.monitor.observed import ObservedStorage, ObservedUpstream, ObservedVerifier
+from gomirror.monitor.popularity import Popularity, watch_set
 from gomirror.monitor.readiness import Readiness
 from gomirror.server.http import Server, SumdbHandler
 from gomirror.server.limits import limit_connections, raise_fd_limit
-from gomirror.server.status import StatusBuilder
+from gomirror.server.status import MonitorAdapter, StatusBuilder
 from gomirror.server.status_page import SumdbStatus
 from gomirror.service import Service
 from gomirror.storage.base import Storage
@@ -53,6 +58,7 @@ from gomirror.upstream.off import OffUpstream
 from gomirror.upstream.policy import Link, make_policy
 from gomirror.upstream.proxy import HttpUpstream
 from gomirror.upstream.router import Router
+from gomirror.upstream.transfer import TransferLimits
 from gomirror.upstream.verified import VerifiedUpstream, Verifier
 from gomirror.wiring import build_direct, build_sumdb
 
@@ -81,6 +87,9 @@ class Parts:
     chains: list[Chain]
     service: Service
     session: aiohttp.ClientSession
+    popularity: Popularity
+    alerter: Alerter
+    monitor: ConsistencyMonitor | None
     stack: contextlib.AsyncExitStack = field(repr=False, default_factory=contextlib.AsyncExitStack)
 
 
@@ -94,6 +103,12 @@ def open_disk(config: Config) -> DiskStorage:
     return disk
 
 
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def preflight(config: Config) -> None:
     """Check what start-up needs before forking workers: a one-line ConfigError if not."""
     disk = open_disk(config)
@@ -101,7 +116,9 @@ def preflight(config: Config) -> None:
 
 
 @contextlib.asynccontextmanager
-async def build(config: Config, *, worker_group: Path | None = None) -> AsyncIterator[Parts]:
+async def build(
+    config: Config, *, worker_group: Path | None = None, monitor: bool = False
+) -> AsyncIterator[Parts]:
     """Make every part from config; close them all, in reverse order, on exit."""
     async with contextlib.AsyncExitStack() as stack:
         disk = open_disk(config)
@@ -128,9 +145,12 @@ async def build(config: Config, *, worker_group: Path | None = None) -> AsyncIte
                 untrusted_for=up.untrusted_for,
             )
         )
+        metrics.watch_health(health)
         sumdb = build_sumdb(config, storage, session, events)
         verifier = ObservedVerifier(sumdb.verifier, metrics)
-        upstream, chains = _upstreams(config, session, verifier, health, metrics, events)
+        upstream, chains, raw_mirrors = _upstreams(
+            config, session, verifier, health, metrics, events
+        )
         stack.push_async_callback(upstream.close)
         service = Service(
             storage=storage,
@@ -139,7 +159,38 @@ async def build(config: Config, *, worker_group: Path | None = None) -> AsyncIte
             tmp_dir=lambda: disk.new_temp_path(".zip"),
             mutable_ttl=config.cache.mutable_ttl,
             negative_ttl=config.cache.negative_ttl,
+            bad_answer_ttl=config.upstream.bad_answer_ttl,
+            on_cache_full=CacheFullReporter(metrics.registry).report,
         )
+        popularity = Popularity()
+        alerter = await stack.enter_async_context(Alerter(config.monitor.alerts, session))
+        consistency: ConsistencyMonitor | None = None
+        if monitor and config.monitor.monitor and raw_mirrors:
+            consistency = ConsistencyMonitor(
+                raw_mirrors,
+                health=health,
+                verifier=sumdb.verifier,
+                findings=FindingStore(storage),
+                alerter=alerter,
+                watch=watch_set(
+                    config.monitor.watch,
+                    popularity.top,
+                    config.monitor.watch_top,
+                    private=config.direct.private,
+                ),
+                interval=config.monitor.monitor_interval,
+                probe_zips=config.monitor.probe_zips,
+                healthy_threshold=config.upstream.slow_threshold,
+                lag_alert_after=config.monitor.lag_alert_after,
+                first_delay=min(30.0, config.monitor.monitor_interval),
+                tmp_path=lambda: disk.new_temp_path(".zip"),
+                on_probe=metrics.observe_probe,
+                on_finding=lambda f: metrics.findings.labels(f.type).inc(),
+                private=config.direct.private,
+            )
+            metrics.watch_lags(consistency.lags)
+            task = asyncio.get_running_loop().create_task(consistency.run(), name="monitor")
+            stack.push_async_callback(_stop_task, task)
         yield Parts(
             config=config,
             storage=storage,
@@ -156,6 +207,9 @@ async def build(config: Config, *, worker_group: Path | None = None) -> AsyncIte
             chains=chains,
             service=service,
             session=session,
+            popularity=popularity,
+            alerter=alerter,
+            monitor=consistency,
             stack=stack,
         )
 
@@ -167,7 +221,7 @@ def _upstreams(
     health: HealthBook,
     metrics: Metrics,
     events: EventRecorder,
-) -> tuple[Upstream, list[Chain]]:
+) -> tuple[Upstream, list[Chain], list[Upstream]]:
     up_cfg = config.upstream
     policy = make_policy(
         up_cfg.policy,
@@ -183,6 +237,7 @@ def _upstreams(
         )
 
     links: list[Link] = []
+    mirrors: list[Upstream] = []
     for entry in up_cfg.entries:
         if entry.target == "off":
             links.append(Link(OffUpstream(), entry.fallback_on_error, is_keyword=True))
@@ -196,11 +251,19 @@ def _upstreams(
                 connect_timeout=up_cfg.connect_timeout,
                 read_timeout=up_cfg.read_timeout,
                 retry_after_max=up_cfg.retry_after_max,
+                limits=TransferLimits(
+                    min_rate=up_cfg.min_transfer_rate,
+                    rate_grace=up_cfg.rate_grace,
+                    small_deadline=up_cfg.small_fetch_deadline,
+                    zip_deadline=up_cfg.fetch_deadline,
+                ),
+                follow_redirects=up_cfg.follow_redirects,
             )
+            mirrors.append(mirror)
             links.append(Link(wrap(mirror), entry.fallback_on_error))
     public = Chain(links, policy=policy, health=health, hedges=metrics, name="public")
     if not config.direct.private:
-        return Router(public), [public]
+        return Router(public), [public], mirrors
     # Private modules go only to direct: never to a mirror (GONOPROXY semantics).
     private_direct = direct or wrap(build_direct(config))
     private = Chain(
@@ -209,7 +272,7 @@ def _upstreams(
         health=health,
         name="private",
     )
-    return Router(public, private, config.direct.private), [public, private]
+    return Router(public, private, config.direct.private), [public, private], mirrors
 
 
 def mirror_names(config: Config) -> list[str]:
@@ -270,6 +333,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
         metrics_text=parts.metrics_source.render,
         sumdb=parts.sumdb,
         access_log_enabled=cfg.access_log,
+        requests=parts.popularity,
         status=StatusBuilder(
             health=parts.health,
             mirrors=mirrors,
@@ -278,6 +342,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
             policy=parts.config.upstream.policy,
             sumdb=lambda: sumdb_status(parts),
             metrics_text=parts.metrics_source.render,
+            monitor=MonitorAdapter(parts.monitor) if parts.monitor is not None else None,
         ),
         readiness=Readiness(
             parts.disk,
@@ -319,8 +384,8 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
 
 
 async def run_forever(
-    config: Config, stop: asyncio.Event, *, worker_group: Path | None = None
+    config: Config, stop: asyncio.Event, *, worker_group: Path | None = None, monitor: bool = True
 ) -> None:
     """Build, serve until ``stop`` is set, then close everything."""
-    async with build(config, worker_group=worker_group) as parts, serve(parts):
+    async with build(config, worker_group=worker_group, monitor=monitor) as parts, serve(parts):
         await stop.wait()

@@ -42,11 +42,17 @@ from gomirror.monitor.alerts import SinkConfig, parse_sinks
 from gomirror.sumdb.verifier import SumdbSpec, parse_sumdb_spec
 from gomirror.upstream.discovery import RepoRule
 from gomirror.upstream.goproxy import Entry, parse_goproxy
+from gomirror.upstream.redirects import MODES as REDIRECT_MODES
 
 DEFAULT_UPSTREAM = "https://goproxy.cn|https://mirrors.aliyun.com/goproxy/|https://proxy.golang.org"
 DEFAULT_SUMDB = "sum.golang.org"
 POLICIES = ("go", "failover", "fastest", "hedged")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+STORAGE_KINDS = ("disk", "s3")
+S3_ADDRESSING = ("path", "virtual")
+S3_SIGNATURES = ("v4", "v2")
+MAX_PRESIGN_EXPIRY = 7 * 24 * 3600.0  # the longest a SigV4 presigned URL may be valid
+MIN_PART_SIZE = 5 << 20  # S3's smallest multipart part (all but the last)
 SERVE = ("serve",)
 
 
@@ -122,6 +128,99 @@ def _parse_path(v: Any) -> Path:
     if not s:
         raise ValueError("expected a path, got an empty string")
     return Path(s).expanduser()
+
+
+_SIZE = re.compile(r"^([0-9]+)\s*([kmg]i?b?|b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
+
+
+def _parse_size(v: Any) -> int:
+    """A byte count >= 0: an integer, or text such as ``65536``, ``64KiB``, ``8MiB``, ``1GB``."""
+    if isinstance(v, bool):
+        raise ValueError("expected a size in bytes")
+    if isinstance(v, int):
+        n = v
+    else:
+        m = _SIZE.match(_parse_str(v).strip())
+        if m is None:
+            raise ValueError(f"expected a size in bytes such as 1048576 or 8MiB, got {v!r}")
+        unit = (m.group(2) or "").lower()
+        scale = 1024 ** " kmg".index(unit[0]) if "i" in unit else _SIZE_UNITS[unit[:1]]
+        n = int(m.group(1)) * scale
+    if n < 0:
+        raise ValueError(f"must not be negative, got {v!r}")
+    return n
+
+
+def _parse_part_size(v: Any) -> int:
+    n = _parse_size(v)
+    if not MIN_PART_SIZE <= n <= 5 << 30:
+        raise ValueError("must be between 5MiB and 5GiB (S3's limits for one part)")
+    return n
+
+
+def _parse_expiry(v: Any) -> float:
+    f = _parse_float(v)
+    if not 1 <= f <= MAX_PRESIGN_EXPIRY:
+        raise ValueError(f"must be between 1 and {MAX_PRESIGN_EXPIRY:.0f} seconds, got {v!r}")
+    return f
+
+
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+_REGION = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def _parse_bucket(v: Any) -> str:
+    s = _parse_str(v).strip()
+    if s and not _BUCKET.match(s):
+        raise ValueError(f"not a bucket name (letters, digits, '.', '-', '_'): {s[:64]!r}")
+    return s
+
+
+def _parse_region(v: Any) -> str:
+    s = _parse_str(v).strip()
+    if not _REGION.match(s):
+        raise ValueError(f"not a region name: {s[:64]!r}")
+    return s
+
+
+def _parse_endpoint(v: Any) -> str:
+    """``http(s)://host[:port]`` of an S3 API; credentials never go in the URL (never echoed)."""
+    s = _parse_str(v).strip().rstrip("/")
+    if not s:
+        return ""
+    scheme, sep, rest = s.partition("://")
+    if "@" in rest.partition("/")[0]:
+        raise ValueError("must not contain credentials; use s3_access_key and s3_secret_key")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(f"expected http(s)://HOST[:PORT], got {s[:100]!r}")
+    if "?" in rest or "#" in rest:
+        raise ValueError("expected http(s)://HOST[:PORT] without a query")
+    return s
+
+
+def _parse_prefix(v: Any) -> str:
+    """A key prefix inside the bucket: stored without leading and with one trailing ``/``."""
+    s = _parse_str(v).strip().strip("/")
+    if not s:
+        return ""
+    if "\\" in s or "\x00" in s or any(p in ("", ".", "..") for p in s.split("/")):
+        raise ValueError(f"must be slash-separated names without '.', '..' or '//', got {s!r}")
+    return s + "/"
+
+
+def _parse_secret(v: Any) -> str:
+    s = _parse_str(v).strip()
+    if any(c.isspace() for c in s):
+        raise ValueError("contains white space")
+    return s
+
+
+def _parse_ca_file(v: Any) -> Path:
+    p = _parse_path(v)
+    if not p.is_file():
+        raise ValueError(f"no such file: {p}")
+    return p
 
 
 def _parse_git_config(v: Any) -> Path:
@@ -335,6 +434,38 @@ class CacheSection:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageSection:
+    """Where module files are stored: the disk cache, or an S3-compatible bucket; redirects."""
+
+    storage: str = "disk"
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_region: str = ""
+    s3_addressing: str = "virtual"
+    s3_signature: str = "v4"
+    # Credentials: left out of repr, so a printed config never shows them.
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_tls_verify: bool = True
+    s3_ca_file: Path | None = None
+    s3_part_size: int = 8 << 20
+    s3_read_cache_bytes: int = 32 << 20
+    redirect_min_size: int = 0
+    redirect_expiry: float = 900.0
+
+    def __post_init__(self) -> None:
+        # Rules across keys: checked once all sources are merged.
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError('invalid setting s3_bucket: required when storage = "s3"')
+        if bool(self.s3_access_key) != bool(self.s3_secret_key):
+            raise ConfigError(
+                "invalid setting s3_secret_key: s3_access_key and s3_secret_key go together"
+                " (give both, or neither to use the environment's credential chain)"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamSection:
     """The upstream list (raw text for display, parsed entries to use) and its timeouts."""
 
@@ -351,6 +482,12 @@ class UpstreamSection:
     hedge_delay_min: float = 0.05
     hedge_delay_max: float = 2.0
     hedge_max_parallel: int = 2
+    min_transfer_rate: float = 10240.0
+    rate_grace: float = 10.0
+    fetch_deadline: float = 1800.0
+    small_fetch_deadline: float = 60.0
+    follow_redirects: str = "safe"
+    bad_answer_ttl: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +532,7 @@ class Config:
 
     server: ServerSection = field(default_factory=ServerSection)
     cache: CacheSection = field(default_factory=CacheSection)
+    storage: StorageSection = field(default_factory=StorageSection)
     upstream: UpstreamSection = field(default_factory=UpstreamSection)
     sumdb: SumdbSection = field(default_factory=SumdbSection)
     direct: DirectSection = field(default_factory=DirectSection)
@@ -505,6 +643,94 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds `list`, `@latest` and query answers stay fresh",
     ),
     Setting("negative_ttl", "cache", _parse_float, "seconds a not-found answer is remembered"),
+    # storage
+    Setting(
+        "storage",
+        "storage",
+        _parse_choice(STORAGE_KINDS),
+        "where module files are stored: `disk` (under `cache_dir`) or `s3` (an S3-compatible bucket; `cache_dir` then holds only temp files and local state)",
+    ),
+    Setting(
+        "s3_endpoint",
+        "storage",
+        _parse_endpoint,
+        "`http(s)://HOST[:PORT]` of the S3 API (MinIO, Ceph RGW, OSS, COS, OBS); empty: AWS S3 for `s3_region`",
+    ),
+    Setting("s3_bucket", "storage", _parse_bucket, "bucket holding the cache (required for `s3`)"),
+    Setting(
+        "s3_prefix",
+        "storage",
+        _parse_prefix,
+        "key prefix inside the bucket, so several caches can share one bucket",
+    ),
+    Setting(
+        "s3_region",
+        "storage",
+        _parse_region,
+        "region the requests are signed for; empty: the AWS environment/profile's, else `us-east-1`",
+    ),
+    Setting(
+        "s3_addressing",
+        "storage",
+        _parse_choice(S3_ADDRESSING),
+        "`virtual`: `https://BUCKET.HOST/KEY` (AWS, OSS, COS, OBS); `path`: `https://HOST/BUCKET/KEY` (MinIO, Ceph RGW, an IP address)",
+    ),
+    Setting(
+        "s3_signature",
+        "storage",
+        _parse_choice(S3_SIGNATURES),
+        "request signing: `v4` (AWS Signature Version 4, every current provider); `v2` for old OSS/OBS/Ceph deployments",
+    ),
+    Setting(
+        "s3_access_key",
+        "storage",
+        _parse_secret,
+        "access key ID; empty: the usual chain (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE` and `~/.aws`, instance roles); never logged",
+    ),
+    Setting(
+        "s3_secret_key",
+        "storage",
+        _parse_secret,
+        "secret access key, given with `s3_access_key`; never logged or shown",
+    ),
+    Setting(
+        "s3_tls_verify",
+        "storage",
+        _parse_bool,
+        "check the S3 endpoint's TLS certificate",
+    ),
+    Setting(
+        "s3_ca_file",
+        "storage",
+        _parse_ca_file,
+        "PEM file of CA certificates trusted for the S3 endpoint (a private CA); empty: the system's",
+    ),
+    Setting(
+        "s3_part_size",
+        "storage",
+        _parse_part_size,
+        "bytes per part of a multipart upload (zips larger than this are uploaded in parts; two parts are in memory at a time); `5MiB` to `5GiB`",
+        shown_default="`8MiB`",
+    ),
+    Setting(
+        "s3_read_cache_bytes",
+        "storage",
+        _parse_size,
+        "memory for copies of small immutable objects (`.info`, `.mod`, checksum-database tiles) read from S3 (`0`: none)",
+        shown_default="`32MiB`",
+    ),
+    Setting(
+        "redirect_min_size",
+        "storage",
+        _parse_size,
+        "zips of at least this many bytes are answered with a `302` to a presigned URL of the object, when storage can make one (`s3`), so the bytes flow from the object store; `0`: never",
+    ),
+    Setting(
+        "redirect_expiry",
+        "storage",
+        _parse_expiry,
+        "seconds a presigned redirect URL stays valid (at most 7 days)",
+    ),
     # upstream
     Setting(
         "upstream",
@@ -577,6 +803,42 @@ SETTINGS: tuple[Setting, ...] = (
         "upstream",
         _parse_int,
         "`hedged`: mirrors asked at once for one request, at most",
+    ),
+    Setting(
+        "min_transfer_rate",
+        "upstream",
+        _parse_float,
+        "bytes/s an upstream answer must average over the last `rate_grace` seconds once it has run that long; slower is a timeout (`0`: no minimum)",
+    ),
+    Setting(
+        "rate_grace",
+        "upstream",
+        _parse_float,
+        "seconds before `min_transfer_rate` applies, and the window it is averaged over",
+    ),
+    Setting(
+        "fetch_deadline",
+        "upstream",
+        _parse_float,
+        "seconds one zip download may take from request to last byte, redirects included (1800 s lets a 500 MB zip through at 280 KB/s); longer is a timeout (`0`: none)",
+    ),
+    Setting(
+        "small_fetch_deadline",
+        "upstream",
+        _parse_float,
+        "seconds one `.info`, `.mod`, `list` or `@latest` answer may take in all (`0`: none)",
+    ),
+    Setting(
+        "follow_redirects",
+        "upstream",
+        _parse_choice(REDIRECT_MODES),
+        "redirects from a mirror that are followed (at most 3 in a row): `safe`: to any host, but never from https to http, and never to a loopback, link-local or private address (IP or name) unless the mirror itself is on one; `same-host`: only to the mirror's own scheme, host and port; `none`: never",
+    ),
+    Setting(
+        "bad_answer_ttl",
+        "upstream",
+        _parse_float,
+        "seconds an answer no upstream could serve correctly (invalid content, checksum mismatch) is remembered and repeated without asking again (`0`: not remembered)",
     ),
     # sumdb
     Setting(

@@ -12,13 +12,21 @@ answers. Every answer says how long it may be cached:
 - ``@v/list``, ``@latest`` and ``.info`` queries are fresh for
   ``mutable_ttl`` seconds, refetched when stale, and served stale (saying
   why) when every upstream fails;
-- not-found answers are remembered for ``negative_ttl`` seconds.
+- not-found answers are remembered for ``negative_ttl`` seconds, and answers
+  no upstream could serve correctly (invalid content, checksum mismatch) for
+  ``bad_answer_ttl`` seconds: repeating the same error (a stale copy is still
+  served) instead of asking the mirrors again for every request.
 
 A zip comes out of storage in the best form the backend offers: a local file
 (sendfile), a byte stream (bounded memory), or bytes. Next to each ``.mod``
 and ``.zip`` a sidecar ``<file>.json`` records its ``h1:``, the verdict, the
 upstream and when; the sidecar is written first, so a file never exists
 without the facts it was stored with.
+
+When the cache has no space left (``StorageFull``), a small file that was
+fetched and checked is still answered, uncached (``pass``); a zip, which is
+downloaded to the cache's disk before it is checked, raises ``StorageFull``
+("cache full", 507). Each refused write is handed to ``on_cache_full``.
 """
 
 from __future__ import annotations
@@ -34,7 +42,15 @@ from typing import Any, TypeVar
 
 from gomirror.answers import IMMUTABLE, STALE, Answer, FileAnswer, Lifetime
 from gomirror.coordination.base import Coordinator
-from gomirror.errors import NotFound, UpstreamError, VerificationError
+from gomirror.errors import (
+    ChecksumMismatch,
+    GomirrorError,
+    InvalidContent,
+    NotFound,
+    StorageFull,
+    UpstreamError,
+    VerificationError,
+)
 from gomirror.module.info import is_canonical_for
 from gomirror.module.paths import escape_path, escape_version
 from gomirror.storage.base import Storage
@@ -50,14 +66,14 @@ T = TypeVar("T")
 
 
 class NegativeCache:
-    """Bounded memory of recent not-found answers: key → (expiry, error)."""
+    """Bounded memory of recent failed answers (not found, bad content): key → (expiry, error)."""
 
     def __init__(self, ttl: float, size: int = NEGATIVE_CACHE_SIZE) -> None:
         self.ttl = ttl
         self._size = size
-        self._items: OrderedDict[str, tuple[float, NotFound]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, GomirrorError]] = OrderedDict()
 
-    def get(self, key: str) -> NotFound | None:
+    def get(self, key: str) -> GomirrorError | None:
         item = self._items.get(key)
         if item is None:
             return None
@@ -66,13 +82,21 @@ class NegativeCache:
             return None
         return item[1]
 
-    def put(self, key: str, err: NotFound) -> None:
+    def put(self, key: str, err: GomirrorError) -> None:
         if self.ttl <= 0:
             return
         self._items[key] = (time.monotonic() + self.ttl, err)
         self._items.move_to_end(key)
         while len(self._items) > self._size:
             self._items.popitem(last=False)
+
+
+def _fresh(err: GomirrorError) -> GomirrorError:
+    """A new exception equal to err (same class, message and fields), to raise once more."""
+    new = type(err).__new__(type(err))
+    new.args = err.args
+    new.__dict__.update(err.__dict__)
+    return new
 
 
 class Service:
@@ -87,6 +111,8 @@ class Service:
         tmp_dir: Callable[[], Path],
         mutable_ttl: float = 60.0,
         negative_ttl: float = 30.0,
+        bad_answer_ttl: float = 10.0,
+        on_cache_full: Callable[[str, StorageFull], None] | None = None,
     ) -> None:
         self.storage = storage
         self.coordinator = coordinator
@@ -94,6 +120,8 @@ class Service:
         self._new_tmp = tmp_dir
         self.mutable_ttl = mutable_ttl
         self._negative = NegativeCache(negative_ttl)
+        self._bad = NegativeCache(bad_answer_ttl)
+        self._on_cache_full = on_cache_full
 
     # --- endpoints -------------------------------------------------------
 
@@ -159,6 +187,12 @@ class Service:
             fetched = await self.upstream.zip(module, version, dst)
             await self._put_sidecar(key, fetched)
             await self.storage.put_file(key, dst)
+        except StorageFull as e:
+            self._cache_full(key, e)
+            raise StorageFull(
+                f"no space left in the cache to download {module}@{version}.zip; "
+                "it is served again once space is freed"
+            ) from None
         finally:
             with contextlib.suppress(OSError):
                 dst.unlink()
@@ -178,9 +212,13 @@ class Service:
             if again is not None:
                 return Answer(again, content_type, IMMUTABLE, "hit")
             fetched = await fetch_upstream()
-            if fetched.checked is not None:
-                await self._put_sidecar(key, fetched)
-            await self.storage.put_bytes(key, fetched.body)
+            try:
+                if fetched.checked is not None:
+                    await self._put_sidecar(key, fetched)
+                await self.storage.put_bytes(key, fetched.body)
+            except StorageFull as e:
+                self._cache_full(key, e)
+                return Answer(fetched.body, content_type, IMMUTABLE, "pass")  # checked, not kept
             return Answer(fetched.body, content_type, IMMUTABLE, "miss")
 
         return await self._remember_not_found(key, self.coordinator.once(key, fetch))
@@ -195,14 +233,19 @@ class Service:
                 body = await self.storage.get(key)
                 if body is not None:
                     return Answer(body, content_type, Lifetime.fresh(self.mutable_ttl - age), "hit")
-        self._check_negative(key)
 
         async def fetch() -> Answer:
             fetched = await fetch_upstream()
-            await self.storage.put_bytes(key, fetched.body)
-            return Answer(fetched.body, content_type, Lifetime.fresh(self.mutable_ttl), "miss")
+            fresh = Lifetime.fresh(self.mutable_ttl)
+            try:
+                await self.storage.put_bytes(key, fetched.body)
+            except StorageFull as e:
+                self._cache_full(key, e)
+                return Answer(fetched.body, content_type, fresh, "pass")  # checked, not kept
+            return Answer(fetched.body, content_type, fresh, "miss")
 
         try:
+            self._check_negative(key)  # inside: a remembered bad answer still gets the stale copy
             return await self._remember_not_found(key, self.coordinator.once(key, fetch))
         except (UpstreamError, VerificationError) as e:
             if st is None:
@@ -214,16 +257,24 @@ class Service:
             log.warning("serving stale", extra={"key": key, "reason": reason})
             return Answer(body, content_type, STALE, "stale", reason)
 
+    def _cache_full(self, key: str, err: StorageFull) -> None:
+        if self._on_cache_full is not None:
+            self._on_cache_full(key, err)
+
     def _check_negative(self, key: str) -> None:
-        err = self._negative.get(key)
+        err = self._negative.get(key) or self._bad.get(key)
         if err is not None:
-            raise type(err)(*err.args)
+            raise _fresh(err)
 
     async def _remember_not_found(self, key: str, aw: Awaitable[T]) -> T:
+        """Await aw; remember a not-found answer, and a bad answer no upstream got right."""
         try:
             return await aw
         except NotFound as e:
             self._negative.put(key, e)
+            raise
+        except (InvalidContent, ChecksumMismatch) as e:
+            self._bad.put(key, e)
             raise
 
     async def _put_sidecar(self, key: str, fetched: Fetched) -> None:

@@ -16,6 +16,7 @@ Findings go to a real ``DiskStorage``; time is an injected clock, and tests call
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -51,8 +52,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def full_corpus() -> Corpus:
     c = Corpus()
-    for v, when in ((OLD, "2023-01-01T00:00:00Z"), (MID, "2023-06-01T00:00:00Z"), (NEW, "2024-01-01T00:00:00Z")):
-        c.add_module(M, v, {"lib.go": f"package lib\n\nconst V = {v!r}\n".replace("'", '"').encode()}, time=when)
+    for v, when in (
+        (OLD, "2023-01-01T00:00:00Z"),
+        (MID, "2023-06-01T00:00:00Z"),
+        (NEW, "2024-01-01T00:00:00Z"),
+    ):
+        c.add_module(
+            M,
+            v,
+            {"lib.go": f"package lib\n\nconst V = {v!r}\n".replace("'", '"').encode()},
+            time=when,
+        )
     return c
 
 
@@ -105,6 +115,10 @@ class FakeDatabase:
 
     async def prefetch(self, module: str, version: str) -> None:
         return None
+
+
+def leftovers(directory: Path) -> list[Path]:
+    return list(directory.glob("probe-*"))
 
 
 @dataclass
@@ -165,23 +179,23 @@ def sims() -> Iterator[list[UpstreamSimulator]]:
 
 @asynccontextmanager
 async def rig(
-    sims: Sequence[UpstreamSimulator], tmp_path: Path, *, watch: Sequence[str] = (M,), **kw: Any
+    sims: Sequence[UpstreamSimulator], root: Path, *, watch: Sequence[str] = (M,), **kw: Any
 ) -> AsyncIterator[Rig]:
     clock = Clock()
     async with aiohttp.ClientSession() as session:
         mirrors = [HttpUpstream(s.url, session, connect_timeout=2, read_timeout=5) for s in sims]
         health = HealthBook()
-        disk = DiskStorage(tmp_path)
+        disk = DiskStorage(root)
         findings = FindingStore(disk, clock=clock)
         db = FakeDatabase(FULL)
         alerts = RecordingAlerter()
         kw.setdefault("first_delay", 0)
+        kw.setdefault("alerter", alerts)
         monitor = ConsistencyMonitor(
             mirrors,
             health=health,
             verifier=db,
             findings=findings,
-            alerter=alerts,
             watch=lambda: list(watch),
             clock=clock,
             **kw,
@@ -199,7 +213,11 @@ def test_lag_is_detected_timed_alerted_and_resolved(
             [lag] = r.open("lag")
             assert (lag.mirror, lag.module, lag.version) == (c, M, NEW)
             assert lag.first_seen == T0 and lag.said["have"] == sorted([a, b])
-            assert set(lag.said["missing"]) == {".info not found", "not in @v/list", f"@latest is {MID}"}
+            assert set(lag.said["missing"]) == {
+                ".info not found",
+                "not in @v/list",
+                f"@latest is {MID}",
+            }
             assert r.health.get(c).state == "lagging" and NEW in r.health.get(c).lagging_reason
             assert r.health.get(a).state == "healthy"
             assert r.alerts.fired == []  # not yet lagging for lag_alert_after
@@ -212,7 +230,12 @@ def test_lag_is_detected_timed_alerted_and_resolved(
             assert r.monitor.lag_seconds(c, M) == 700 and r.monitor.lag_seconds(a, M) == 0
             assert r.monitor.lags() == {(c, M): 700}
             [alert] = r.alerts.fired
-            assert (alert.kind, alert.key, alert.mirror, alert.module) == ("lag", f"lag:{c}:{M}", c, M)
+            assert (alert.kind, alert.key, alert.mirror, alert.module) == (
+                "lag",
+                f"lag:{c}:{M}",
+                c,
+                M,
+            )
             assert NEW in alert.text and "11m" in alert.text
 
             sims[2].corpus.add(FULL[(M, NEW)])  # the slow mirror learns about NEW
@@ -239,12 +262,18 @@ def test_tampered_mod_names_the_mirror_and_marks_it_untrusted(
             await r.monitor.probe_once()
             [t] = r.open("tamper")
             assert (t.mirror, t.module, t.version, t.aspect) == (r.name(1), M, MID, "mod")
-            assert t.said["sumdb"] == FULL[(M, MID)].gomod_h1 and t.said[r.name(1)] != t.said["sumdb"]
+            assert (
+                t.said["sumdb"] == FULL[(M, MID)].gomod_h1 and t.said[r.name(1)] != t.said["sumdb"]
+            )
             assert r.health.get(r.name(1)).state == "untrusted"
             assert r.health.get(r.name(0)).state == r.health.get(r.name(2)).state == "healthy"
             assert r.open("lag") == []  # the others agree with the database: no lag either
             [alert] = r.alerts.fired
-            assert alert.kind == "tamper" and alert.severity == "critical" and alert.mirror == r.name(1)
+            assert (
+                alert.kind == "tamper"
+                and alert.severity == "critical"
+                and alert.mirror == r.name(1)
+            )
             assert r.monitor.snapshot().modules[0].sumdb[MID] == "mismatch"
 
             sims[1].clear_faults()
@@ -260,20 +289,28 @@ def test_tampered_zip_is_found_when_zips_are_probed(
     good = FULL[(M, NEW)]
     bad_zip = build_zip([(name, data + b"\n// injected\n") for name, data in good.files])
     sims[0].add_fault(f"/{M}/@v/{NEW}.zip", replace_body=bad_zip)
+    sims[1].add_fault(f"/{M}/@v/{NEW}.zip", replace_body=b"this is not a zip file")
     sims[2].corpus.add(good)
 
     async def body() -> None:
-        async with rig(sims, tmp_path, probe_zips=True, depth=1, tmp_path=lambda: tmp_path / "probe.zip") as r:
+        n = itertools.count()
+
+        def tmp() -> Path:
+            return tmp_path / f"probe-{next(n)}.zip"
+
+        async with rig(sims, tmp_path / "cache", probe_zips=True, depth=1, tmp_path=tmp) as r:
             await r.monitor.probe_once()
             [t] = r.open("tamper")
             assert (t.mirror, t.version, t.aspect) == (r.name(0), NEW, "zip")
             assert t.said["sumdb"] == good.h1
-            assert not (tmp_path / "probe.zip").exists()  # the probe's temp file is gone
+            [bad] = r.open("invalid_content")
+            assert (bad.mirror, bad.version, bad.aspect) == (r.name(1), NEW, "zip")
+            assert leftovers(tmp_path) == []  # the probes' temp files are gone
             zips = [len(s.requests_for("*.zip")) for s in sims]
             assert zips == [1, 1, 1]
             await r.monitor.probe_once()
             # Verified zips are not fetched again; the tampered one is, until it is fixed.
-            assert [len(s.requests_for("*.zip")) for s in sims] == [2, 1, 1]
+            assert [len(s.requests_for("*.zip")) for s in sims] == [2, 2, 1]
 
     run(body())
 
@@ -298,6 +335,23 @@ def test_info_time_mismatch_names_the_odd_mirror(
             sims[2].remove_fault(rule)
             await r.monitor.probe_once()
             assert r.open() == []
+
+    run(body())
+
+
+def test_two_mirrors_that_disagree_are_reported_without_blaming_either(
+    sims: list[UpstreamSimulator], tmp_path: Path
+) -> None:
+    sims[1].add_fault(
+        f"/{M}/@v/{NEW}.info", replace_body=b'{"Version":"v1.2.0","Time":"2024-03-03T00:00:00Z"}'
+    )
+
+    async def body() -> None:
+        async with rig(sims[:2], tmp_path) as r:
+            await r.monitor.probe_once()
+            [f] = r.open()
+            assert (f.type, f.mirror, f.version) == ("info_mismatch", "", NEW)
+            assert set(f.said) == {r.name(0), r.name(1)}
 
     run(body())
 
@@ -352,10 +406,16 @@ def test_down_mirror_alerts_then_recovers_and_is_never_called_lagging(
             assert r.health.get(b).state == "down"
             assert r.open() == []  # an unreachable mirror lacks nothing we know of
             [alert] = r.alerts.fired
-            assert (alert.kind, alert.key, alert.severity) == ("mirror_down", f"mirror_down:{b}", "warning")
+            assert (alert.kind, alert.key, alert.severity) == (
+                "mirror_down",
+                f"mirror_down:{b}",
+                "warning",
+            )
             mirror = {m.name: m for m in r.monitor.snapshot().mirrors}[b]
-            assert mirror.abandoned and mirror.errors == 3 and mirror.state == "down"
-            assert mirror.probes == 3  # then it was not asked again this round
+            assert mirror.abandoned and mirror.state == "down"
+            # Abandoned after 3 failures in a row; a probe already past the per-mirror
+            # semaphore (2 at once) still finishes. Nothing else is asked this round.
+            assert 3 <= mirror.errors == mirror.probes <= 4
 
             sims[1].set_down(False)
             await r.monitor.probe_once()
@@ -390,8 +450,9 @@ def test_unreachable_checksum_database_alerts_and_resolves(
 def test_a_version_only_a_rogue_mirror_has_is_no_lag(
     sims: list[UpstreamSimulator], tmp_path: Path
 ) -> None:
-    fake = ModuleVersion(M, "v9.0.0", b'{"Version":"v9.0.0","Time":"2024-05-05T00:00:00Z"}', b"module example.com/mon/lib\n", b"")
-    sims[0].corpus.add(fake)  # the database has never heard of v9.0.0
+    info = b'{"Version":"v1.9.0","Time":"2024-05-05T00:00:00Z"}'
+    fake = ModuleVersion(M, "v1.9.0", info, b"module example.com/mon/lib\n", b"")
+    sims[0].corpus.add(fake)  # the database has never heard of v1.9.0
     sims[2].corpus.add(FULL[(M, NEW)])
 
     async def body() -> None:
@@ -399,13 +460,15 @@ def test_a_version_only_a_rogue_mirror_has_is_no_lag(
             await r.monitor.probe_once()
             assert r.open() == []
             view = r.monitor.snapshot().modules[0]
-            assert view.newest == NEW and view.sumdb["v9.0.0"] == "unknown"
-            assert view.latest[r.name(0)] == "v9.0.0"
+            assert view.newest == NEW and view.sumdb["v1.9.0"] == "unknown"
+            assert view.latest[r.name(0)] == "v1.9.0"
 
     run(body())
 
 
-def test_private_modules_never_reach_a_mirror(sims: list[UpstreamSimulator], tmp_path: Path) -> None:
+def test_private_modules_never_reach_a_mirror(
+    sims: list[UpstreamSimulator], tmp_path: Path
+) -> None:
     pop = Popularity()
     pop.record("corp.example/secret/x")
     pop.record(M)
@@ -414,7 +477,9 @@ def test_private_modules_never_reach_a_mirror(sims: list[UpstreamSimulator], tmp
     async def body() -> None:
         async with rig(sims, tmp_path, watch=watch(), private="corp.example") as r:
             await r.monitor.probe_once()
-        async with rig(sims, tmp_path, watch=["corp.example/secret/y"], private="corp.example") as r:
+        async with rig(
+            sims, tmp_path, watch=["corp.example/secret/y"], private="corp.example"
+        ) as r:
             await r.monitor.probe_once()
 
     run(body())
@@ -425,14 +490,15 @@ def test_private_modules_never_reach_a_mirror(sims: list[UpstreamSimulator], tmp
 def test_slow_probes_are_counted_and_recorded_in_health(
     sims: list[UpstreamSimulator], tmp_path: Path
 ) -> None:
-    sims[0].add_fault(f"/{M}/@v/list", latency=0.15)
+    sims[0].add_fault(f"/{M}/@v/list", latency=0.4)
 
     async def body() -> None:
-        async with rig(sims, tmp_path, healthy_threshold=0.1) as r:
+        async with rig(sims, tmp_path, healthy_threshold=0.3) as r:
             await r.monitor.probe_once()
             rounds = {m.name: m for m in r.monitor.snapshot().mirrors}
             assert rounds[r.name(0)].slow == 1 and rounds[r.name(1)].slow == 0
-            assert rounds[r.name(0)].max is not None and rounds[r.name(0)].max >= 0.15
+            slowest = rounds[r.name(0)].max
+            assert slowest is not None and slowest >= 0.4
             assert r.health.get(r.name(0)).requests == rounds[r.name(0)].probes > 0
 
     run(body())
@@ -490,8 +556,13 @@ def test_run_survives_a_failing_round(caplog: pytest.LogCaptureFixture, tmp_path
     async def body() -> None:
         store = FindingStore(DiskStorage(tmp_path))
         monitor = ConsistencyMonitor(
-            [], health=HealthBook(), verifier=FakeDatabase(FULL), findings=store,
-            watch=watch, interval=0, first_delay=0,
+            [],
+            health=HealthBook(),
+            verifier=FakeDatabase(FULL),
+            findings=store,
+            watch=watch,
+            interval=0.01,
+            first_delay=0,
         )
         task = asyncio.create_task(monitor.run())
         await asyncio.wait_for(monitor.wait_rounds(1), 10)
@@ -510,8 +581,7 @@ def test_the_real_alerter_fits_the_sink_protocol(
 
     async def body() -> None:
         alerter = Alerter([SinkConfig(type="log", name="log")], None)
-        async with alerter, rig(sims, tmp_path) as r:
-            r.monitor._alerter = alerter  # the same rig, with the product's alerter
+        async with alerter, rig(sims, tmp_path, alerter=alerter) as r:
             await r.monitor.probe_once()
             assert [a.key for a in alerter.firing()] == [f"mirror_down:{r.name(1)}"]
 

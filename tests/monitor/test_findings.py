@@ -22,7 +22,11 @@ from gomirror.storage.disk import DiskStorage
 
 T = TypeVar("T")
 T0 = 1_700_000_000.0
-LAG = {"mirror": "http://slow.example", "module": "example.com/m", "version": "v1.2.0"}
+LAG: dict[str, Any] = {
+    "mirror": "http://slow.example",
+    "module": "example.com/m",
+    "version": "v1.2.0",
+}
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -105,15 +109,27 @@ def test_findings_survive_a_restart(tmp_path: Path) -> None:
         await store.observe("lag", **LAG)  # writes a seen marker at T0+700
         clock.now += 100
         await store.observe("lag", **LAG)  # coalesced: memory only
-        await store.resolve("tamper", mirror="http://evil.example", module="example.com/m",
-                            version="v1.1.0", aspect="mod")
+        await store.resolve(
+            "tamper",
+            mirror="http://evil.example",
+            module="example.com/m",
+            version="v1.1.0",
+            aspect="mod",
+        )
 
         clock.now += 5
         again = FindingStore(DiskStorage(tmp_path), clock=clock)
         await again.ensure_loaded()
         [lag2] = again.open()
-        assert (lag2.id, lag2.type, lag2.mirror, lag2.version) == (lag.id, "lag", LAG["mirror"], "v1.2.0")
-        assert lag2.first_seen == T0 and lag2.said == {"have": ["a"]} and lag2.detail == "lacks v1.2.0"
+        assert (lag2.id, lag2.type, lag2.mirror, lag2.version) == (
+            lag.id,
+            "lag",
+            LAG["mirror"],
+            "v1.2.0",
+        )
+        assert (
+            lag2.first_seen == T0 and lag2.said == {"have": ["a"]} and lag2.detail == "lacks v1.2.0"
+        )
         assert lag2.last_seen == T0 + 700  # as of the last marker: coalescing costs precision
         [tamper2] = [f for f in again.recent() if f.type == "tamper"]
         assert tamper2.id == tamper.id and tamper2.resolved_at == T0 + 800

@@ -11,7 +11,12 @@ from gomirror.monitor.popularity import Popularity, watch_set
 
 def test_top_orders_by_count_then_name() -> None:
     p = Popularity(capacity=10)
-    for module, n in (("b.example/x", 3), ("a.example/x", 3), ("c.example/x", 5), ("d.example/x", 1)):
+    for module, n in (
+        ("b.example/x", 3),
+        ("a.example/x", 3),
+        ("c.example/x", 5),
+        ("d.example/x", 1),
+    ):
         for _ in range(n):
             p.record(module)
     assert p.top(3) == ["c.example/x", "a.example/x", "b.example/x"]

@@ -105,6 +105,9 @@ def test_metrics_count_cache_results(tmp_path: Path, sim: UpstreamSimulator) -> 
             text = body.decode()
             assert 'gomirror_cache_total{endpoint="mod",result="miss"} 1.0' in text
             assert 'gomirror_cache_total{endpoint="mod",result="hit"} 2.0' in text
+            assert f'gomirror_upstream_up{{upstream="{sim.url}"}} 1.0' in text
+            assert f'gomirror_upstream_state{{state="healthy",upstream="{sim.url}"}} 1.0' in text
+            assert "_created" not in text
 
     asyncio.run(main())
 

@@ -10,7 +10,9 @@ Every body is streamed in chunks with a Content-Length, so faults can shape it.
 
 Faults (``add_fault``; safe to call from the test thread at any time) match the decoded path by
 fnmatch glob (a ``str``) or regex search (a compiled pattern); the most recently added matching
-rule wins, optionally only ``times`` times. A rule can add latency before the headers, answer a
+rule wins, optionally only ``times`` times, or only for a random share ``probability`` of the
+requests (drawn from a ``random.Random(seed)``, ``seed`` given to the constructor; a request the
+draw skips is matched against the older rules, so a 30 % error rule can sit on a latency rule). A rule can add latency before the headers, answer a
 fixed status/body/headers, hang until ``stop()``, throttle to N bytes/s, cut the connection after N
 body bytes (or hang after them), flip one body byte, or replace the body. ``set_down(True)`` closes
 the listening socket (connection refused) and resets live keep-alive connections; ``set_down(True,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import random
 import re
 import threading
 import time
@@ -81,6 +84,7 @@ class FaultRule:
     flip_byte: int | None = None  # XOR 0xFF the body byte at this offset (negative: from end)
     replace_body: bytes | None = None  # serve these bytes instead of the real body
     times: int | None = None  # apply to this many requests only (None: forever)
+    probability: float | None = None  # apply to this share of matching requests (None: all)
     methods: frozenset[str] | None = None  # restrict to these HTTP methods
     hits: int = 0  # how many requests the rule was applied to
 
@@ -88,9 +92,12 @@ class FaultRule:
 class UpstreamSimulator:
     """A GOPROXY upstream with fault injection and request recording (see module docstring)."""
 
-    def __init__(self, corpus: Corpus | None = None, *, name: str = "upstream") -> None:
+    def __init__(
+        self, corpus: Corpus | None = None, *, name: str = "upstream", seed: int = 0
+    ) -> None:
         self.corpus = corpus if corpus is not None else Corpus()
         self.name = name
+        self._rng = random.Random(seed)  # draws for ``probability`` rules; seeded: repeatable
         self.port = 0
         self._lock = threading.Lock()
         self._faults: list[FaultRule] = []
@@ -224,8 +231,11 @@ class UpstreamSimulator:
         replace_body: bytes | None = None,
         times: int | None = None,
         methods: Iterable[str] | None = None,
+        probability: float | None = None,
     ) -> FaultRule:
         """Add a fault rule (fields as in ``FaultRule``); it takes precedence over older rules."""
+        if probability is not None and not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be between 0 and 1, not {probability!r}")
         rule = FaultRule(
             pattern,
             status=status,
@@ -240,6 +250,7 @@ class UpstreamSimulator:
             replace_body=replace_body,
             times=times,
             methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+            probability=probability,
         )
         with self._lock:
             self._faults.append(rule)
@@ -252,10 +263,13 @@ class UpstreamSimulator:
         body: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
         times: int | None = None,
+        probability: float | None = None,
     ) -> FaultRule:
         """Answer matching requests with ``status`` (and ``body``, ``headers``)."""
         data = body.encode() if isinstance(body, str) else body
-        return self.add_fault(pattern, status=status, body=data, headers=headers, times=times)
+        return self.add_fault(
+            pattern, status=status, body=data, headers=headers, times=times, probability=probability
+        )
 
     def remove_fault(self, rule: FaultRule) -> None:
         """Remove one rule (no error if already gone)."""
@@ -277,6 +291,8 @@ class UpstreamSimulator:
                 if rule.methods is not None and method not in rule.methods:
                     continue
                 if (rule.times is None or rule.hits < rule.times) and _matches(rule.pattern, path):
+                    if rule.probability is not None and self._rng.random() >= rule.probability:
+                        continue  # not drawn this time: an older rule may still apply
                     rule.hits += 1
                     return rule
         return None

@@ -43,19 +43,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(config: Config, group_dir: Path | None = None) -> None:
+def _serve(config: Config, group_dir: Path | None = None, *, primary: bool = True) -> None:
     # The stock asyncio loop on purpose: uvloop has no loop.sendfile, so aiohttp
     # would copy every zip through a thread pool (measured in docs/benchmarks.md:
     # 20 MB zips went from ~0.6x to ~1.0x nginx without uvloop).
-    asyncio.run(_main(config, group_dir))
+    asyncio.run(_main(config, group_dir, primary))
 
 
-async def _main(config: Config, group_dir: Path | None) -> None:
+async def _main(config: Config, group_dir: Path | None, primary: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_forever(config, stop, worker_group=group_dir)
+    # Only the first worker runs the consistency monitor: N workers probing would
+    # multiply the load on the mirrors for no new information.
+    await run_forever(config, stop, worker_group=group_dir, monitor=primary)
 
 
 def _run_workers(config: Config) -> int:
@@ -68,12 +70,12 @@ def _run_workers(config: Config) -> int:
 
 def _fork_workers(config: Config, group_dir: Path) -> int:
     children: list[int] = []
-    for _ in range(config.server.workers):
+    for index in range(config.server.workers):
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                _serve(config, group_dir)
+                _serve(config, group_dir, primary=index == 0)
             except ConfigError as e:
                 print(f"gomirror: {e}", file=sys.stderr)
                 code = 2

@@ -36,6 +36,8 @@ _GO_VERSION_RE = re.compile(
 _LAX_GO_VERSION_RE = re.compile(r"v?(([1-9][0-9]*)\.(0|[1-9][0-9]*))([^0-9].*)", re.ASCII | re.S)
 _DEPRECATED_RE = re.compile(r"(?:\A|\n\n)Deprecated: *(.*?)(?:\Z|\n\n)", re.S)
 _PUNCT = "()[]{},"
+# A line modfile.ModulePath would take: "module", space, then something that is not a comment.
+_MODULE_LINE_RE = re.compile(r"^[^\S\n]*module[^\S\n]+(?!//)\S", re.M)
 
 
 @dataclass(frozen=True)
@@ -366,8 +368,15 @@ def go_version_at_least(go: str | None, major: int, minor: int) -> bool:
 
 
 def module_path(data: bytes) -> str:
-    """Return a go.mod's module path by Go's quick line scan (``modfile.ModulePath``), or ``""``."""
-    for raw_line in data.decode("utf-8", "surrogateescape").split("\n"):
+    """Return a go.mod's module path by Go's quick line scan (``modfile.ModulePath``), or ``""``.
+
+    Only lines the scan could take are looked at (found by one regular
+    expression), so a hostile go.mod of millions of lines costs one pass in C.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    for found in _MODULE_LINE_RE.finditer(text):
+        end = text.find("\n", found.start())
+        raw_line = text[found.start() : end if end >= 0 else len(text)]
         line = raw_line.split("//", 1)[0].strip()
         if not line.startswith("module"):
             continue

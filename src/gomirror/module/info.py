@@ -23,7 +23,15 @@ from gomirror.errors import GomirrorError, InvalidContent
 from gomirror.module import paths, semver
 from gomirror.module.pseudo import is_pseudo_version
 
-__all__ = ["ORIGIN_FIELDS", "Info", "format_info", "format_time", "parse_info", "parse_list"]
+__all__ = [
+    "MAX_INFO_BYTES",
+    "ORIGIN_FIELDS",
+    "Info",
+    "format_info",
+    "format_time",
+    "parse_info",
+    "parse_list",
+]
 
 ORIGIN_FIELDS = ("VCS", "URL", "Subdir", "Hash", "TagPrefix", "TagSum", "Ref", "RepoSum")
 """The fields of Go's ``codehost.Origin`` in struct (and so JSON) order."""
@@ -34,6 +42,9 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 _ZERO_TIME = "0001-01-01T00:00:00Z"
+_PLAIN_VERSION = re.compile(r"v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)", re.ASCII)
+MAX_INFO_BYTES = 1 << 20
+"""The largest ``.info``/``@latest`` body accepted: real ones are well under 1 KiB."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,34 @@ def _parse_time(text: str) -> datetime:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN/Infinity; Go does not
+
+
+def _int(text: str) -> int | float:
+    # Go skips numbers in fields it does not know, however long; Python's int() refuses
+    # more than 4300 digits, so a long one is kept as a float (it is never used).
+    return int(text) if len(text) <= 100 else float(text)
+
+
 def parse_info(data: bytes) -> Info:
-    """Parse a ``.info`` body; raises :class:`InvalidContent` if it is not one."""
+    """Parse a ``.info`` body; raises :class:`InvalidContent` if it is not one.
+
+    The body comes from a mirror, so nothing in it may raise anything else: a
+    body over ``MAX_INFO_BYTES``, nesting too deep for the decoder
+    (``RecursionError``), ``NaN`` and invalid UTF-8 are all
+    ``InvalidContent``; numbers of any length are accepted, as Go does.
+    """
+    if len(data) > MAX_INFO_BYTES:
+        raise InvalidContent(f"invalid .info JSON: {len(data)} bytes (at most {MAX_INFO_BYTES})")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidContent(f"invalid .info JSON: {e}") from None
+        obj = json.loads(data.decode("utf-8"), parse_int=_int, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise InvalidContent("invalid .info JSON: not UTF-8") from None
+    except ValueError as e:
+        raise InvalidContent(f"invalid .info JSON: {str(e)[:200]}") from None
+    except (RecursionError, MemoryError):
+        raise InvalidContent("invalid .info JSON: nested too deeply or too large") from None
     if not isinstance(obj, dict):
         raise InvalidContent("invalid .info JSON: not an object")
     version = _field(obj, "Version")
@@ -157,12 +190,27 @@ def parse_list(data: bytes) -> list[str]:
     pseudo-version; the result is sorted as ``semver.Sort``.
     """
     text = data.decode("utf-8", "replace")
+    # A hostile list repeats lines: judge each word once and compute its sort key once.
+    keys: dict[str, tuple[object, ...] | None] = {}
     found: list[str] = []
     for line in text.split("\n"):
-        fields = line.split()
-        if fields and semver.is_valid(fields[0]) and not is_pseudo_version(fields[0]):
-            found.append(fields[0])
-    return semver.sort_versions(found)
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        word = fields[0]
+        if word not in keys:
+            m = _PLAIN_VERSION.fullmatch(word)
+            if m is not None:  # the common vX.Y.Z: valid, not a pseudo-version
+                ma, mi, pa = m.groups()
+                keys[word] = (1, len(ma), ma, len(mi), mi, len(pa), pa, (1,), word)
+            elif semver.is_valid(word) and not is_pseudo_version(word):
+                keys[word] = semver.sort_key(word)
+            else:
+                keys[word] = None
+        if keys[word] is not None:
+            found.append(word)
+    found.sort(key=keys.__getitem__)  # type: ignore[arg-type]
+    return found
 
 
 @functools.lru_cache(maxsize=65536)
@@ -185,7 +233,6 @@ def check_list_body(body: bytes) -> None:
         raise InvalidContent("version list is not UTF-8 text") from None
     if "\x00" in text:
         raise InvalidContent("version list contains NUL bytes")
-    parse_list(body)
 
 
 def check_info_body(body: bytes, module: str, requested: str | None) -> Info:

@@ -21,6 +21,7 @@ __all__ = [
     "major_minor",
     "max_version",
     "prerelease",
+    "sort_key",
     "sort_versions",
 ]
 
@@ -218,6 +219,28 @@ def _compare_for_sort(a: str, b: str) -> int:
     return (a > b) - (a < b)
 
 
+def sort_key(v: str) -> tuple[object, ...]:
+    """A key that orders versions as ``compare`` does, ties by plain string (``semver.Sort``).
+
+    Computed once per version, so sorting a long untrusted list costs one parse
+    per entry instead of one per comparison.
+    """
+    p = _parse(v)
+    if p is None:
+        return (0, v)
+    if p.prerelease:
+        idents = tuple(
+            (0, len(i), i) if i.isascii() and i.isdigit() else (1, 0, i)
+            for i in p.prerelease[1:].split(".")
+        )
+        pre: tuple[object, ...] = (0, idents)
+    else:
+        pre = (1,)
+    # Numbers have no leading zeros: length first, then bytes, as _cmp_int.
+    ma, mi, pa = p.major, p.minor, p.patch
+    return (1, len(ma), ma, len(mi), mi, len(pa), pa, pre, v)
+
+
 def sort_versions(versions: list[str]) -> list[str]:
     """Return ``versions`` sorted as Go's ``semver.Sort``: by compare, ties by plain string."""
-    return sorted(versions, key=functools.cmp_to_key(_compare_for_sort))
+    return sorted(versions, key=sort_key)

@@ -52,21 +52,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gomirror.errors import (
-    ChecksumMismatch,
     GomirrorError,
     Gone,
     InvalidContent,
     NotFound,
     RateLimited,
-    SumdbError,
     UpstreamError,
     UpstreamTimeout,
-    VerificationError,
 )
-from gomirror.module import semver
-from gomirror.module.dirhash import hash_gomod
-from gomirror.module.gomod import check_gomod_module
-from gomirror.module.info import Info, check_info_body, check_list_body, parse_info, parse_list
 from gomirror.module.modzip import check_zip
 from gomirror.module.paths import check_path, match_prefix_patterns
 from gomirror.monitor.alerts import Alert
@@ -83,11 +76,18 @@ from gomirror.monitor.drift import (
     worst,
 )
 from gomirror.monitor.findings import Finding, FindingStore
-from gomirror.monitor.views import MirrorRound, ModuleView, MonitorSnapshot
-from gomirror.sumdb.routes import SumdbUnavailable
+from gomirror.monitor.probes import (
+    any_info,
+    first_line,
+    latest_parser,
+    mod_parser,
+    parse_list_answer,
+    sum_check,
+)
+from gomirror.monitor.views import MirrorRound, ModuleView, MonitorSnapshot, missing_versions
 from gomirror.upstream.base import Fetched, Upstream
 from gomirror.upstream.health import HealthBook, OpKind
-from gomirror.upstream.verified import Kind, Verifier
+from gomirror.upstream.verified import Verifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -216,7 +216,9 @@ class ConsistencyMonitor:
                 raise
             except Exception:
                 log.exception("monitor round failed")
-            await asyncio.sleep(max(1.0, self.interval - (self._timer() - started)))
+            # A round longer than the interval is followed by a short pause, not another at once.
+            pause = min(1.0, self.interval)
+            await asyncio.sleep(max(pause, self.interval - (self._timer() - started)))
 
     async def wait_rounds(self, n: int) -> None:
         """Wait until at least n rounds have finished (for tests and start-up checks)."""
@@ -252,7 +254,16 @@ class ConsistencyMonitor:
         self._update_lagging(now)
         self._update_alerts(now)
         for s in rnd.slots:
-            self._mirror_rounds[s.name] = _mirror_round(s, self._health.get(s.name).state)
+            self._mirror_rounds[s.name] = MirrorRound.of(
+                s.name,
+                self._health.get(s.name).state,
+                s.probes,
+                s.errors,
+                s.slow,
+                s.seconds,
+                s.last_error,
+                s.abandoned,
+            )
         for gone in set(self._views) - set(modules):
             del self._views[gone]
         took = self._timer() - t0
@@ -306,7 +317,8 @@ class ConsistencyMonitor:
             t0 = self._timer()
             outcome = "ok"
             try:
-                async with asyncio.timeout(self._probe_timeout):
+                # A zip may be large: its transfer is bounded by the mirror's read timeout.
+                async with asyncio.timeout(self._probe_timeout if kind == "small" else None):
                     fetched = await call()
                 seconds = fetched.elapsed if fetched.elapsed is not None else self._timer() - t0
                 value = await parse(fetched)
@@ -320,18 +332,18 @@ class ConsistencyMonitor:
                 return self._failed(slot, f"{slot.name}: probe timed out", timeout=True)
             except InvalidContent as e:
                 outcome = "invalid_content"
-                return self._failed(slot, _first_line(e), invalid=True)
+                return self._failed(slot, first_line(e), invalid=True)
             except UpstreamError as e:
                 outcome = "timeout" if isinstance(e, UpstreamTimeout) else "error"
                 return self._failed(
                     slot,
-                    _first_line(e),
+                    first_line(e),
                     timeout=isinstance(e, UpstreamTimeout),
                     retry_after=e.retry_after if isinstance(e, RateLimited) else None,
                 )
             except (GomirrorError, OSError) as e:
                 outcome = "error"
-                return self._failed(slot, f"{slot.name}: {_first_line(e)}")
+                return self._failed(slot, f"{slot.name}: {first_line(e)}")
             finally:
                 if self._on_probe is not None:
                     self._on_probe(slot.name, op, outcome, self._timer() - t0)
@@ -360,33 +372,15 @@ class ConsistencyMonitor:
         log.warning("monitor probe failed", extra={"upstream": slot.name, "reason": reason[:200]})
         return Got(error=(INVALID if invalid else "") + reason)
 
-    async def _check(self, module: str, version: str, kind: Kind, h1: str) -> SumCheck:
-        """Ask the checksum database about one h1; never raises."""
-        try:
-            verdict = await self._verifier.check(module, version, kind, h1)
-        except ChecksumMismatch as e:
-            return SumCheck("mismatch", h1, _first_line(e), e.expected)
-        except SumdbUnavailable as e:
-            return SumCheck("unreachable", h1, _first_line(e))
-        except SumdbError as e:
-            return SumCheck("inconsistent", h1, _first_line(e))
-        except VerificationError as e:
-            if isinstance(e.__cause__, NotFound):
-                return SumCheck("unknown", h1, _first_line(e))
-            return SumCheck("unreachable", h1, _first_line(e))
-        except (NotFound, UpstreamError, OSError) as e:
-            return SumCheck("unreachable", h1, _first_line(e))
-        return SumCheck("verified" if verdict.verified else "skipped", h1)
-
     async def _module(self, rnd: _Round, module: str) -> None:
         seen = {slot.name: Seen() for slot in rnd.slots}
 
         async def heads(slot: _Slot) -> None:
             s = seen[slot.name]
             s.listed, s.latest = await asyncio.gather(
-                self._probe(slot, "list", lambda: slot.upstream.list(module), _parse_list),
+                self._probe(slot, "list", lambda: slot.upstream.list(module), parse_list_answer),
                 self._probe(
-                    slot, "latest", lambda: slot.upstream.latest(module), _info_parser(module)
+                    slot, "latest", lambda: slot.upstream.latest(module), latest_parser(module)
                 ),
             )
 
@@ -397,14 +391,14 @@ class ConsistencyMonitor:
         async def deep(slot: _Slot, v: str) -> None:
             s = seen[slot.name]
             s.info[v], s.mod[v] = await asyncio.gather(
-                self._probe(slot, "info", lambda: slot.upstream.info(module, v), _any_info),
+                self._probe(slot, "info", lambda: slot.upstream.info(module, v), any_info),
                 self._probe(
-                    slot, "mod", lambda: slot.upstream.mod(module, v), _mod_parser(module, v)
+                    slot, "mod", lambda: slot.upstream.mod(module, v), mod_parser(module, v)
                 ),
             )
             h1 = s.mod[v].value
             if h1 is not None:
-                s.sums[v] = await self._check(module, v, "mod", h1)
+                s.sums[v] = await sum_check(self._verifier, module, v, "mod", h1)
                 self._count_sum(rnd, s.sums[v])
                 if self._probe_zips:
                     await self._zip(rnd, slot, module, v, s)
@@ -421,7 +415,7 @@ class ConsistencyMonitor:
             newest=newest,
             latest={name: latest_repr(s.latest) for name, s in seen.items()},
             sumdb={v: worst(s.sums.get(v) for s in seen.values()) for v in versions},
-            missing=_missing(self._findings.open("lag", module=module)),
+            missing=missing_versions(self._findings.open("lag", module=module)),
             checked_at=now,
         )
 
@@ -441,9 +435,10 @@ class ConsistencyMonitor:
         finally:
             with contextlib.suppress(OSError):
                 dst.unlink()
+        s.zip[version] = got
         if got.value is None:
             return
-        check = s.zips[version] = await self._check(module, version, "zip", got.value)
+        check = s.zips[version] = await sum_check(self._verifier, module, version, "zip", got.value)
         self._count_sum(rnd, check)
         if check.state in ("verified", "skipped"):
             self._zips_ok[key] = None
@@ -498,17 +493,24 @@ class ConsistencyMonitor:
                 self._on_finding(f)
 
     async def _resolve_unwatched(self, modules: set[str], now: float) -> None:
+        """Close findings nobody will check again: module unwatched, or mirror removed."""
+        names = {m.name for m in self._mirrors}
         for f in self._findings.open():
             if f.module and f.module not in modules:
-                await self._findings.resolve(
-                    f.type,
-                    mirror=f.mirror,
-                    module=f.module,
-                    version=f.version,
-                    aspect=f.aspect,
-                    note="no longer watched",
-                    now=now,
-                )
+                note = "no longer watched"
+            elif f.mirror and f.mirror not in names:
+                note = "mirror no longer configured"
+            else:
+                continue
+            await self._findings.resolve(
+                f.type,
+                mirror=f.mirror,
+                module=f.module,
+                version=f.version,
+                aspect=f.aspect,
+                note=note,
+                now=now,
+            )
 
     async def _sumdb_state(self, rnd: _Round, now: float) -> None:
         if rnd.sum_inconsistent:
@@ -592,55 +594,3 @@ class ConsistencyMonitor:
 
 
 # --- small helpers ----------------------------------------------------------------------------
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).split("\n", 1)[0][:300] or type(e).__name__
-
-
-async def _parse_list(f: Fetched) -> list[str]:
-    check_list_body(f.body)
-    return parse_list(f.body)
-
-
-def _info_parser(module: str) -> Callable[[Fetched], Awaitable[Info]]:
-    async def parse(f: Fetched) -> Info:
-        return check_info_body(f.body, module, None)
-
-    return parse
-
-
-async def _any_info(f: Fetched) -> Info:
-    # The Version inside is compared across mirrors, not required to match: a
-    # different one is an info_mismatch finding, not a broken answer.
-    return parse_info(f.body)
-
-
-def _mod_parser(module: str, version: str) -> Callable[[Fetched], Awaitable[str]]:
-    async def parse(f: Fetched) -> str:
-        check_gomod_module(f.body, module, version)
-        return hash_gomod(f.body)
-
-    return parse
-
-
-def _missing(lags: Iterable[Finding]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, list[str]] = {}
-    for f in lags:
-        out.setdefault(f.mirror, []).append(f.version)
-    return {m: tuple(semver.sort_versions(vs)) for m, vs in out.items()}
-
-
-def _mirror_round(s: _Slot, state: str) -> MirrorRound:
-    secs = sorted(s.seconds)
-    return MirrorRound(
-        name=s.name,
-        state=state,
-        probes=s.probes,
-        errors=s.errors,
-        slow=s.slow,
-        p50=secs[(len(secs) - 1) // 2] if secs else None,
-        max=secs[-1] if secs else None,
-        last_error=s.last_error,
-        abandoned=s.abandoned,
-    )

@@ -76,6 +76,7 @@ class Seen:
     info: dict[str, Got[Info]] = field(default_factory=dict)
     mod: dict[str, Got[str]] = field(default_factory=dict)  # version -> h1 of the go.mod
     sums: dict[str, SumCheck] = field(default_factory=dict)  # version -> .mod verdict
+    zip: dict[str, Got[str]] = field(default_factory=dict)  # version -> h1 of the zip
     zips: dict[str, SumCheck] = field(default_factory=dict)
 
 
@@ -153,12 +154,15 @@ def invalid(module: str, versions: Sequence[str], seen: Mapping[str, Seen]) -> l
         probes: list[tuple[str, str, Got[Any]]] = [("", "list", s.listed), ("", "latest", s.latest)]
         probes += [(v, "info", s.info[v]) for v in versions if v in s.info]
         probes += [(v, "mod", s.mod[v]) for v in versions if v in s.mod]
+        probes += [(v, "zip", s.zip[v]) for v in versions if v in s.zip]
         for v, aspect, got in probes:
             if got.error.startswith(INVALID):
                 where = module + (f"@{v}" if v else "")
                 said = {name: got.error[len(INVALID) :]}
                 text = f"{name} served an invalid {aspect} for {where}"
-                out.append(Action("observe", "invalid_content", name, module, v, aspect, said, text))
+                out.append(
+                    Action("observe", "invalid_content", name, module, v, aspect, said, text)
+                )
             elif got.ok or got.missing:
                 out.append(Action("resolve", "invalid_content", name, module, v, aspect))
     return out

@@ -16,10 +16,11 @@ expositions of several worker processes is ``monitor.aggregate``'s job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -114,10 +115,44 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self._monitor_metrics(r)
+
+    def observe_probe(self, upstream: str, op: str, outcome: str, seconds: float) -> None:
+        self.probes.labels(upstream, op, outcome).inc()
+        self.probe_seconds.labels(upstream, op).observe(seconds)
+
+    def watch_lags(self, lags: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        """Export the monitor's lag per (mirror, module) as a gauge, read at scrape time."""
+        self.registry.register(_LagCollector(lags))
+
+    def watch_health(self, health: HealthView) -> None:
+        """Export every upstream's health state as gauges, read at scrape time."""
+        self.registry.register(_HealthCollector(health))
 
     def observe_upstream(self, upstream: str, op: str, outcome: str, seconds: float) -> None:
         self.upstream_requests.labels(upstream, op, outcome).inc()
         self.upstream_seconds.labels(upstream, op).observe(seconds)
+
+    def _monitor_metrics(self, r: CollectorRegistry) -> None:
+        self.probes = Counter(
+            "gomirror_monitor_probes",
+            "Consistency-monitor probes of mirrors, by upstream, operation and outcome.",
+            ["upstream", "op", "outcome"],
+            registry=r,
+        )
+        self.probe_seconds = Histogram(
+            "gomirror_monitor_probe_duration_seconds",
+            "Consistency-monitor probe latency, by upstream and operation.",
+            ["upstream", "op"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.findings = Counter(
+            "gomirror_monitor_findings",
+            "Findings the consistency monitor opened, by type (lag, tamper, info_mismatch, ...).",
+            ["type"],
+            registry=r,
+        )
 
     def hedge_started(self, upstream: str) -> None:
         self.hedges.labels(upstream, "started").inc()
@@ -147,3 +182,67 @@ class ExportView(Collector):
                     sample = sample._replace(labels={**sample.labels, "instance": self.instance})
                 out.samples.append(sample)
             yield out
+
+
+class HealthView(Protocol):
+    """What the health collector reads: upstream name -> state and success ratio."""
+
+    def all(self) -> Sequence[Any]: ...
+
+
+STATES = ("healthy", "slow", "down", "lagging", "untrusted")
+
+
+class _HealthCollector:
+    """``gomirror_upstream_up`` and ``gomirror_upstream_state{state}`` from the health book."""
+
+    def __init__(self, health: HealthView) -> None:
+        self._health = health
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "gomirror_upstream_up", "1 unless the upstream is down.", labels=["upstream"]
+        )
+        state = GaugeMetricFamily(
+            "gomirror_upstream_state",
+            "1 for the upstream's current health state, 0 for the others.",
+            labels=["upstream", "state"],
+        )
+        ratio = GaugeMetricFamily(
+            "gomirror_upstream_success_ratio",
+            "Share of the upstream's recent answers that were not failures.",
+            labels=["upstream"],
+        )
+        for rec in self._health.all():
+            current = rec.state
+            up.add_metric([rec.name], 0.0 if current == "down" else 1.0)
+            for st in STATES:
+                state.add_metric([rec.name, st], 1.0 if st == current else 0.0)
+            if rec.success_ratio is not None:
+                ratio.add_metric([rec.name], float(rec.success_ratio))
+        yield up
+        yield state
+        yield ratio
+
+
+class _LagCollector:
+    """``gomirror_mirror_lag_seconds{upstream,module}`` from the consistency monitor."""
+
+    def __init__(self, lags: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        self._lags = lags
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily(
+            "gomirror_mirror_lag_seconds",
+            "How long a mirror has lacked a version other mirrors serve, per watched module.",
+            labels=["upstream", "module"],
+        )
+        for (mirror, module), seconds in sorted(self._lags().items()):
+            g.add_metric([mirror, module], seconds)
+        yield g

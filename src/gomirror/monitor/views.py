@@ -10,11 +10,20 @@ are epoch seconds, durations seconds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gomirror.module import semver
 from gomirror.monitor.findings import Finding
+
+
+def missing_versions(lags: Iterable[Finding]) -> dict[str, tuple[str, ...]]:
+    """mirror -> the versions its open lag findings say it lacks, in semver order."""
+    out: dict[str, list[str]] = {}
+    for f in lags:
+        out.setdefault(f.mirror, []).append(f.version)
+    return {m: tuple(semver.sort_versions(vs)) for m, vs in out.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,24 @@ class MirrorRound:
     max: float | None = None
     last_error: str = ""
     abandoned: bool = False  # too many failures: not asked again this round
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        state: str,
+        probes: int,
+        errors: int,
+        slow: int,
+        seconds: Sequence[float],
+        last_error: str,
+        abandoned: bool,
+    ) -> MirrorRound:
+        """The round's figures, with p50 and max over the answered probes' seconds."""
+        secs = sorted(seconds)
+        p50 = secs[(len(secs) - 1) // 2] if secs else None
+        top = secs[-1] if secs else None
+        return cls(name, state, probes, errors, slow, p50, top, last_error, abandoned)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -142,9 +142,10 @@ class Server:
                 request[ENDPOINT] = "sumdb"
                 return await self._sumdb(request, req)
             request[ENDPOINT] = req.endpoint
+            resp = await self._module(request, req)
             if self._requests is not None:
-                self._requests.record(req.module)
-            return await self._module(request, req)
+                self._requests.record(req.module)  # found modules only: not the prefix probes
+            return resp
         except Exception as e:
             if not isinstance(e, GomirrorError):
                 log.exception("unhandled error", extra={"path": raw})

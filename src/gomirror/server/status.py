@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -148,3 +148,41 @@ class StatusBuilder:
             elif sample.name == "gomirror_bytes_served_total":
                 served += int(sample.value)
         return CacheStats(hits=hits, misses=misses, bytes_served=served)
+
+
+class MonitorSource(Protocol):
+    def snapshot(self, findings: int = 50) -> Any: ...
+
+
+class MonitorAdapter:
+    """Presents the consistency monitor's snapshot as the status page's rows."""
+
+    def __init__(self, monitor: MonitorSource) -> None:
+        self._monitor = monitor
+
+    def watched(self) -> Sequence[WatchedModule]:
+        return [
+            WatchedModule(
+                path=m.path,
+                newest=m.newest,
+                latest={redact_url(k): v for k, v in m.latest.items()},
+                checked_at=m.checked_at,
+            )
+            for m in self._monitor.snapshot(0).modules
+        ]
+
+    async def recent_findings(self, limit: int) -> Sequence[EventRow]:
+        return [
+            EventRow(
+                time=f.first_seen,
+                kind=f.type,
+                severity=f.severity,
+                mirror=redact_url(f.mirror),
+                module=f.module,
+                version=f.version,
+                text=redact_url(f.detail),
+                last_seen=f.last_seen,
+                resolved_at=f.resolved_at,
+            )
+            for f in self._monitor.snapshot(limit).findings
+        ]

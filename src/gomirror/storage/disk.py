@@ -226,18 +226,31 @@ class DiskStorage:
             raise _storage_error("deleting", key, e) from None
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        base = self.root
-        for dirpath, dirnames, filenames in os.walk(base):
-            rel = os.path.relpath(dirpath, base)
+        # The walk starts at the prefix's directory and runs in a worker thread:
+        # listing one module's files must not scan (or stall on) the whole cache.
+        for key in await asyncio.to_thread(self._list_keys, prefix):
+            yield key
+
+    def _list_keys(self, prefix: str) -> list[str]:
+        start_rel = prefix.rpartition("/")[0]
+        start = self.root / start_rel if start_rel else self.root
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             if rel.startswith((TMP_SUBDIR, LOCK_SUBDIR, "_gomirror/run")):
                 dirnames[:] = []
                 continue
-            dirnames.sort()
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if (rel + d + "/").startswith(prefix) or prefix.startswith(rel + d + "/")
+            )
             for name in sorted(filenames):
                 key = rel + name
                 if key.startswith(prefix):
-                    yield key
+                    found.append(key)
+        return found
 
 
 async def _chunks(f: BinaryIO) -> AsyncIterator[bytes]:

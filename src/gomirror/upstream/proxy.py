@@ -10,7 +10,21 @@ can tell transient failures from refusals. A 429 with a short ``Retry-After``
 is waited out once; a longer one is raised as ``RateLimited`` and the health
 record decides how long to skip the mirror. This class keeps no state between
 requests: health, parking and metrics belong to the wrappers around it.
-Zips are streamed to disk and cut off past Go's 500 MiB limit.
+
+A mirror is not trusted to behave:
+
+- zips are streamed to disk and cut off past Go's 500 MiB limit, other files
+  past 16 MiB;
+- besides ``read_timeout`` (silence), every answer must keep a minimum
+  transfer rate and finish within a deadline (``upstream.transfer``);
+  breaking either is an ``UpstreamTimeout``;
+- it asks for ``Accept-Encoding: identity`` and decodes nothing on the event
+  loop: a zip with any ``Content-Encoding`` is ``InvalidContent``; a small
+  file in ``gzip``/``deflate`` is decoded in a worker thread, its output
+  capped at 16 MiB; any other encoding is ``InvalidContent``;
+- redirects are followed by hand, each hop judged by
+  ``upstream.redirects.RedirectPolicy`` before it is requested; a refused
+  one is ``UpstreamRejected``.
 """
 
 from __future__ import annotations
@@ -19,10 +33,12 @@ import asyncio
 import email.utils
 import errno
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
 from gomirror.errors import (
     Gone,
@@ -38,11 +54,17 @@ from gomirror.errors import (
 from gomirror.module.paths import escape_path, escape_version
 from gomirror.upstream.base import Fetched, FirstByte
 from gomirror.upstream.goproxy import redact_url
+from gomirror.upstream.redirects import REDIRECT_STATUSES, RedirectPolicy, Resolve
+from gomirror.upstream.transfer import RateGuard, TransferLimits
 
 MAX_ZIP_BYTES = 500 << 20
 MAX_SMALL_BYTES = 16 << 20  # .mod is capped at 16 MiB by Go; list/info are far smaller
 CHUNK = 256 << 10
 USER_AGENT = "gomirror (+https://github.com/gomirror/gomirror)"
+ERROR_DETAIL_SECONDS = 5.0  # an error body is a courtesy: never wait long for it
+_GZIP = frozenset({"gzip", "x-gzip"})
+_IDENTITY = frozenset({"", "identity"})
+_MAX_GZIP_MEMBERS = 64
 
 
 def url_path(module: str, suffix: str) -> str:
@@ -78,6 +100,9 @@ class HttpUpstream:
         connect_timeout: float,
         read_timeout: float,
         retry_after_max: float = 2.0,
+        limits: TransferLimits | None = None,
+        follow_redirects: str = "safe",
+        resolve: Resolve | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._name = redact_url(self.base_url)
@@ -86,6 +111,8 @@ class HttpUpstream:
             total=None, connect=connect_timeout or None, sock_read=read_timeout or None
         )
         self._retry_after_max = retry_after_max
+        self._limits = limits or TransferLimits()
+        self._redirects = RedirectPolicy(URL(self.base_url), follow_redirects, resolve)
 
     @property
     def name(self) -> str:
@@ -146,37 +173,17 @@ class HttpUpstream:
     async def _get_once(
         self, path: str, *, dst: Path | None, limit: int, first_byte: FirstByte | None
     ) -> bytes | None:
-        url = self.base_url + path
         shown = self._name + path
+        deadline = self._limits.deadline(zip=dst is not None)
+        bound = asyncio.timeout(deadline)
         try:
-            async with self._session.get(
-                url,
-                timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT},
-                max_redirects=10,
-                allow_redirects=True,
-            ) as resp:
-                status = resp.status
-                if status == 200:
-                    if resp.url.scheme == "http" and self.base_url.startswith("https:"):
-                        raise UpstreamRejected(f"{shown}: redirected from https to insecure http")
-                    if first_byte is not None:
-                        first_byte()
-                    return await _read_body(resp, dst, limit, shown)
-                reason = f"{status} {resp.reason or ''}".strip()
-                detail = await _error_detail(resp)
-                msg = f"{shown}: {reason}" + (f": {detail}" if detail else "")
-                if status == 404:
-                    raise NotFound(msg)
-                if status == 410:
-                    raise Gone(msg)
-                if status == 429:
-                    secs = _retry_after(resp.headers.get("Retry-After"))
-                    raise _RetryAfter(secs if secs is not None else 60.0)
-                if status >= 500:
-                    raise UpstreamUnavailable(msg)
-                raise UpstreamRejected(msg)
+            async with bound:
+                return await self._follow(path, shown, dst=dst, limit=limit, first_byte=first_byte)
         except TimeoutError:
+            if bound.expired():
+                raise UpstreamTimeout(
+                    f"{shown}: not complete within the {deadline:g}s deadline"
+                ) from None
             raise UpstreamTimeout(f"{shown}: timed out") from None
         except aiohttp.TooManyRedirects:
             raise UpstreamRejected(f"{shown}: too many redirects") from None
@@ -186,6 +193,84 @@ class HttpUpstream:
             raise UpstreamUnavailable(f"{shown}: {_conn_reason(e)}") from None
         except aiohttp.ClientError as e:
             raise UpstreamUnavailable(f"{shown}: {type(e).__name__}") from None
+
+    async def _follow(
+        self,
+        path: str,
+        shown: str,
+        *,
+        dst: Path | None,
+        limit: int,
+        first_byte: FirstByte | None,
+    ) -> bytes | None:
+        url = URL(self.base_url + path)
+        hop = 0
+        while True:
+            async with self._session.get(
+                url,
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                allow_redirects=False,
+                auto_decompress=False,
+            ) as resp:
+                status = resp.status
+                if status in REDIRECT_STATUSES and "Location" in resp.headers:
+                    hop += 1
+                    url = await self._next_hop(url, resp.headers["Location"], hop, shown)
+                    continue
+                if status == 200:
+                    if first_byte is not None:
+                        first_byte()
+                    return await self._read_ok(resp, dst, limit, shown)
+                await self._raise_for(resp, shown)
+
+    async def _next_hop(self, current: URL, location: str, hop: int, shown: str) -> URL:
+        try:
+            target = current.join(URL(location))
+        except ValueError:
+            raise UpstreamRejected(f"{shown}: redirect to an invalid URL") from None
+        if (target.scheme, target.host, target.port) != (
+            current.scheme,
+            current.host,
+            current.port,
+        ):
+            target = target.with_user(None)  # credentials never travel to another origin
+        why = await self._redirects.refusal(current, target, hop)
+        if why is not None:
+            raise UpstreamRejected(f"{shown}: {why}")
+        return target
+
+    async def _read_ok(
+        self, resp: aiohttp.ClientResponse, dst: Path | None, limit: int, shown: str
+    ) -> bytes | None:
+        encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if dst is not None:
+            if encoding not in _IDENTITY:
+                raise InvalidContent(f"{shown}: zip sent with Content-Encoding {encoding[:40]!r}")
+            return await _read_body(resp, dst, limit, shown, self._limits.guard())
+        if encoding not in _IDENTITY and encoding not in _GZIP and encoding != "deflate":
+            raise InvalidContent(f"{shown}: unsupported Content-Encoding {encoding[:40]!r}")
+        body = await _read_body(resp, None, limit, shown, self._limits.guard())
+        assert body is not None
+        if encoding in _IDENTITY:
+            return body
+        return await asyncio.to_thread(_decode, body, encoding, limit, shown)
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse, shown: str) -> None:
+        status = resp.status
+        reason = f"{status} {resp.reason or ''}".strip()
+        detail = await _error_detail(resp)
+        msg = f"{shown}: {reason}" + (f": {detail}" if detail else "")
+        if status == 404:
+            raise NotFound(msg)
+        if status == 410:
+            raise Gone(msg)
+        if status == 429:
+            secs = _retry_after(resp.headers.get("Retry-After"))
+            raise _RetryAfter(secs if secs is not None else 60.0)
+        if status >= 500:
+            raise UpstreamUnavailable(msg)
+        raise UpstreamRejected(msg)
 
 
 class _RetryAfter(Exception):
@@ -202,19 +287,32 @@ def _conn_reason(e: aiohttp.ClientConnectionError) -> str:
 
 
 async def _error_detail(resp: aiohttp.ClientResponse) -> str:
-    """The first line of a short text/plain error body, for our own error messages."""
-    if resp.content_type != "text/plain":
+    """The first line of a short, unencoded text/plain error body, for our own error messages."""
+    if resp.content_type != "text/plain" or resp.headers.get("Content-Encoding", "").strip():
         return ""
     try:
-        raw = await resp.content.read(600)
+        async with asyncio.timeout(ERROR_DETAIL_SECONDS):
+            raw = await resp.content.read(600)
     except (aiohttp.ClientError, TimeoutError):
         return ""
     line = raw.decode("utf-8", "replace").strip().split("\n", 1)[0]
     return "".join(c for c in line if c.isprintable())[:200]
 
 
+def _check_rate(guard: RateGuard | None, total: int, shown: str) -> None:
+    if guard is None:
+        return
+    rate = guard.too_slow(total)
+    if rate is not None:
+        raise UpstreamTimeout(f"{shown}: too slow ({rate:.0f} bytes/s)")
+
+
 async def _read_body(
-    resp: aiohttp.ClientResponse, dst: Path | None, limit: int, shown: str
+    resp: aiohttp.ClientResponse,
+    dst: Path | None,
+    limit: int,
+    shown: str,
+    guard: RateGuard | None,
 ) -> bytes | None:
     declared = resp.content_length
     if declared is not None and declared > limit:
@@ -227,6 +325,7 @@ async def _read_body(
             if total > limit:
                 raise InvalidContent(f"{shown}: response too large (over {limit} bytes)")
             chunks.append(chunk)
+            _check_rate(guard, total, shown)
         return b"".join(chunks)
     # Chunks are small and land in the page cache; a thread hop per chunk costs more.
     try:
@@ -238,9 +337,59 @@ async def _read_body(
                         f"{shown}: downloaded zip file too large (over {limit} bytes)"
                     )
                 f.write(chunk)
+                _check_rate(guard, total, shown)
     except OSError as e:
         # Our disk, not the mirror, failed: say so, so the chain stops instead of blaming it.
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(f"cache full (no space left) while downloading {shown}") from None
         raise StorageError(f"cannot write download of {shown}: {e.strerror or e}") from None
     return None
+
+
+def _decode(body: bytes, encoding: str, limit: int, shown: str) -> bytes:
+    """Undo a gzip or deflate Content-Encoding, at most ``limit`` bytes out (a worker thread's job)."""
+    too_large = InvalidContent(f"{shown}: response too large (over {limit} bytes decoded)")
+    bad = InvalidContent(f"{shown}: invalid {encoding} encoding")
+    out: list[bytes] = []
+    produced = 0
+    if encoding in _GZIP:
+        data, members = body, 0
+        while data:
+            members += 1
+            if members > _MAX_GZIP_MEMBERS:
+                raise bad
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            produced = _inflate(d, data, out, produced, limit, too_large, bad)
+            data = d.unused_data
+            if not d.eof:
+                raise bad
+        return b"".join(out)
+    # "deflate" is meant to be zlib-wrapped; some servers send raw deflate: accept both.
+    wrapped = len(body) >= 2 and (body[0] & 0x0F) == 8 and ((body[0] << 8) | body[1]) % 31 == 0
+    d = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    _inflate(d, body, out, produced, limit, too_large, bad)
+    if not d.eof:
+        raise bad
+    return b"".join(out)
+
+
+def _inflate(
+    d: zlib._Decompress,
+    data: bytes,
+    out: list[bytes],
+    produced: int,
+    limit: int,
+    too_large: InvalidContent,
+    bad: InvalidContent,
+) -> int:
+    try:
+        while data and not d.eof:
+            piece = d.decompress(data, limit + 1 - produced)
+            produced += len(piece)
+            if produced > limit:
+                raise too_large
+            out.append(piece)
+            data = d.unconsumed_tail
+    except zlib.error:
+        raise bad from None
+    return produced
