@@ -1,7 +1,7 @@
 """Mirror-choice policies on a cold graph download when the first listed mirror is slow or flaky.
 
 Usage: ``python bench/policies.py [--quick] [--runs N] [--modules N] [--latency S] [--slow S]
-[--error-rate P] [--policies go,failover,fastest,hedged]``
+[--error-rate P] [--policies go,failover,fastest,hedged] [--hedge-delay-max S]``
 
 Four ``UpstreamSimulator`` mirrors serve the synthetic graph of ``cold.py`` (default
 30 modules, ``go 1.16`` go.mod files, a 30-deep requirement chain); every mirror waits
@@ -107,8 +107,10 @@ class PolicyBench:
         latency: float,
         slow: float,
         error_rate: float,
+        hedge_delay_max: float | None,
     ) -> None:
         self.tmp = tmp
+        self.hedge_delay_max = hedge_delay_max
         self.root = root
         self.modules = modules
         self.sims: dict[str, UpstreamSimulator] = {}
@@ -137,6 +139,8 @@ class PolicyBench:
         for sim in self.sims.values():
             sim.clear()
         env = {"GOMIRROR_POLICY": cell.policy, "GOMIRROR_MONITOR": "false"}
+        if self.hedge_delay_max is not None:
+            env["GOMIRROR_HEDGE_DELAY_MAX"] = str(self.hedge_delay_max)
         gm = start_gomirror(d / "gm", upstream, d / "cache", env=env)
         try:
             go = GoRunner(d / "go", gm.url)
@@ -271,6 +275,12 @@ def main() -> int:
     ap.add_argument("--slow", type=float, default=0.800, help="extra latency of 'slow' (s)")
     ap.add_argument("--error-rate", type=float, default=0.30, help="share of 502s from 'flaky'")
     ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
+    ap.add_argument(
+        "--hedge-delay-max",
+        type=float,
+        default=None,
+        help="GOMIRROR_HEDGE_DELAY_MAX for every gomirror (default: gomirror's own)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", type=Path, default=None, help="also write results here")
     args = ap.parse_args()
@@ -289,9 +299,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gomirror-bench-policies-"))
     print(
         f"graph: {args.modules} modules; every mirror {args.latency * 1000:.0f} ms/request, "
-        f"slow +{args.slow * 1000:.0f} ms, flaky {args.error_rate:.0%} 502s; tmp {tmp}"
+        f"slow +{args.slow * 1000:.0f} ms, flaky {args.error_rate:.0%} 502s; "
+        f"hedge_delay_max {args.hedge_delay_max if args.hedge_delay_max is not None else 'default'}"
+        f"; tmp {tmp}"
     )
-    b = PolicyBench(tmp, corpus, paths[0], args.modules, args.latency, args.slow, args.error_rate)
+    b = PolicyBench(
+        tmp,
+        corpus,
+        paths[0],
+        args.modules,
+        args.latency,
+        args.slow,
+        args.error_rate,
+        args.hedge_delay_max,
+    )
     all_cells = cells(policies)
     try:
         for i in range(runs):

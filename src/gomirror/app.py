@@ -103,6 +103,40 @@ def open_disk(config: Config) -> DiskStorage:
     return disk
 
 
+async def open_backend(
+    config: Config, disk: DiskStorage, stack: contextlib.AsyncExitStack
+) -> Storage:
+    """The configured store of module files: the disk cache itself, or an S3 bucket that answers."""
+    st = config.storage
+    if st.storage != "s3":
+        return disk
+    # Imported here: aiobotocore costs 0.2 s of start-up that disk users need not pay.
+    from gomirror.storage.s3 import S3Settings, S3Storage
+
+    s3 = S3Storage(
+        S3Settings(
+            bucket=st.s3_bucket,
+            prefix=st.s3_prefix,
+            endpoint=st.s3_endpoint,
+            region=st.s3_region,
+            access_key=st.s3_access_key,
+            secret_key=st.s3_secret_key,
+            addressing=st.s3_addressing,
+            signature=st.s3_signature,
+            tls_verify=st.s3_tls_verify,
+            ca_file=st.s3_ca_file,
+            part_size=st.s3_part_size,
+            read_cache_bytes=st.s3_read_cache_bytes,
+        )
+    )
+    stack.push_async_callback(s3.close)
+    try:
+        await s3.check()
+    except StorageError as e:
+        raise ConfigError(f"invalid setting s3_bucket: {e}") from None
+    return s3
+
+
 async def _stop_task(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -125,7 +159,7 @@ async def build(
         stack.push_async_callback(disk.close)
         metrics = Metrics()
         source = await stack.enter_async_context(metrics_source(metrics, worker_group))
-        storage: Storage = ObservedStorage(disk, metrics)
+        storage: Storage = ObservedStorage(await open_backend(config, disk, stack), metrics)
         coordinator = LocalCoordinator(disk.lock_dir())
         stack.push_async_callback(coordinator.close)
         events = EventRecorder(storage, metrics)
@@ -161,6 +195,8 @@ async def build(
             negative_ttl=config.cache.negative_ttl,
             bad_answer_ttl=config.upstream.bad_answer_ttl,
             on_cache_full=CacheFullReporter(metrics.registry).report,
+            redirect_min_size=config.storage.redirect_min_size,
+            redirect_expiry=config.storage.redirect_expiry,
         )
         popularity = Popularity()
         alerter = await stack.enter_async_context(Alerter(config.monitor.alerts, session))

@@ -17,9 +17,10 @@ answers. Every answer says how long it may be cached:
   ``bad_answer_ttl`` seconds: repeating the same error (a stale copy is still
   served) instead of asking the mirrors again for every request.
 
-A zip comes out of storage in the best form the backend offers: a local file
-(sendfile), a byte stream (bounded memory), or bytes. Next to each ``.mod``
-and ``.zip`` a sidecar ``<file>.json`` records its ``h1:``, the verdict, the
+A zip comes out of storage in the best form the backend offers: a redirect to
+a presigned URL (from ``redirect_min_size`` bytes up, when the backend signs
+URLs), a local file (sendfile), a byte stream (bounded memory), or bytes.
+Next to each ``.mod`` and ``.zip`` a sidecar ``<file>.json`` records its ``h1:``, the verdict, the
 upstream and when; the sidecar is written first, so a file never exists
 without the facts it was stored with.
 
@@ -113,8 +114,12 @@ class Service:
         negative_ttl: float = 30.0,
         bad_answer_ttl: float = 10.0,
         on_cache_full: Callable[[str, StorageFull], None] | None = None,
+        redirect_min_size: int = 0,
+        redirect_expiry: float = 900.0,
     ) -> None:
         self.storage = storage
+        self.redirect_min_size = redirect_min_size  # 0: never redirect
+        self.redirect_expiry = redirect_expiry
         self.coordinator = coordinator
         self.upstream = upstream
         self._new_tmp = tmp_dir
@@ -170,6 +175,10 @@ class Service:
         if st is None:
             return None
         kind: Any = cache
+        if 0 < self.redirect_min_size <= st.size:
+            url = await self.storage.presign(key, self.redirect_expiry)
+            if url is not None:
+                return FileAnswer(st.size, ZIP, IMMUTABLE, kind, redirect=url)
         path = await self.storage.local_path(key)
         if path is not None:
             return FileAnswer(st.size, ZIP, IMMUTABLE, kind, path=path)

@@ -9,7 +9,8 @@ Contract:
   ``RawResponse`` (status, headers, body; status 0 when the server closed without answering).
 - ``mount_sumdb(sim, db, prefix)`` serves a ``TestSumdb`` from an ``UpstreamSimulator``, so the
   simulator records the database's statuses too (``upstream_failed`` looks at them).
-- ``wait_until(cond, timeout, what)`` polls a condition with a deadline (never a bare sleep).
+- ``wait_until(cond, timeout, what)`` polls a condition with a deadline (never a bare sleep) and
+  fails naming ``what``; ``poll(cond, timeout)`` says whether it came true in time.
 - ``vm_kib(pid, field)`` reads ``VmRSS``/``VmHWM`` from ``/proc/<pid>/status``.
 - ``Figures`` collects counts for docs/reliability.md: ``figures.add(name, n)``; at the end of
   the session they are printed and, when ``GOMIRROR_HARDENING_REPORT`` names a file, appended to
@@ -99,7 +100,9 @@ class InProcessGomirror:
         out = []
         for r in list(self._keep.records):
             exc = r.exc_info[1] if r.exc_info else None
-            out.append(f"{r.name}: {r.getMessage()}" + (f" ({type(exc).__name__}: {exc})" if exc else ""))
+            out.append(
+                f"{r.name}: {r.getMessage()}" + (f" ({type(exc).__name__}: {exc})" if exc else "")
+            )
         return out
 
     def start(self) -> InProcessGomirror:
@@ -225,13 +228,20 @@ def upstream_failed(sims: list[UpstreamSimulator], since: float) -> bool:
     return False
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
-    """Poll cond until it holds; fail naming ``what`` after ``timeout`` seconds."""
+def poll(cond: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    """Poll cond until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return False
         time.sleep(step)  # polling interval of a deadline loop, not a synchronisation
+    return True
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
+    """Poll cond until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    if not poll(cond, timeout, step):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def vm_kib(pid: int, name: str = "VmRSS") -> int:
@@ -260,7 +270,9 @@ class Figures:
     def flush(self) -> None:
         if not self.values:
             return
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.values}, sort_keys=True)
+        line = json.dumps(
+            {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.values}, sort_keys=True
+        )
         print(f"\nhardening figures: {line}")
         target = os.environ.get(REPORT_ENV)
         if target:

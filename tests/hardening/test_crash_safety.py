@@ -195,7 +195,16 @@ def test_kill_9_under_cold_downloads_leaves_a_clean_cache(
     assert on_disk == 2 * len(MODULES)
 
     verify = subprocess.run(
-        [sys.executable, "-m", "gomirror.cli.main", "verify", "--cache-dir", str(cache), "--sumdb", spec],
+        [
+            sys.executable,
+            "-m",
+            "gomirror.cli.main",
+            "verify",
+            "--cache-dir",
+            str(cache),
+            "--sumdb",
+            spec,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

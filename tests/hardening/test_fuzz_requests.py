@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -122,7 +121,21 @@ def still_healthy(world: World) -> None:
 # --------------------------------------------------------------------------- strategies
 
 ESCAPES = ["%2e%2e", "%2F", "%2f", "%00", "%", "%z", "%zz", "%e2%82", "%ff", "%C0%AF", "%25", "%21"]
-SPECIAL = ["..", ".", "", "@v", "@latest", "list", "sumdb", "!", "!!a", "~", "-", "v1.0.0", "@v1.0.0"]
+SPECIAL = [
+    "..",
+    ".",
+    "",
+    "@v",
+    "@latest",
+    "list",
+    "sumdb",
+    "!",
+    "!!a",
+    "~",
+    "-",
+    "v1.0.0",
+    "@v1.0.0",
+]
 SPECIAL += ["lookup", "tile", "latest", "supported", "8", "data", "000.p", "x" * 255, "é" * 128]
 
 
@@ -142,10 +155,30 @@ elements = st.one_of(
     st.text(alphabet="é漢\x00\x7f\ufffd%!", min_size=50, max_size=200),
 )
 prefixes = st.sampled_from(
-    ["", f"/{M}", f"/{M}/@v", f"/{UP_ESC}/@v", f"/sumdb/{DB}", f"/sumdb/{DB}/lookup", "/sumdb", "/example.com", "/-"]
+    [
+        "",
+        f"/{M}",
+        f"/{M}/@v",
+        f"/{UP_ESC}/@v",
+        f"/sumdb/{DB}",
+        f"/sumdb/{DB}/lookup",
+        "/sumdb",
+        "/example.com",
+        "/-",
+    ]
 )
 suffixes = st.sampled_from(
-    ["", ".info", ".mod", ".zip", "/@v/list", "/@latest", "/@v/v1.0.0.info", "/@v/v1.0.0.zip", "@v1.0.0"]
+    [
+        "",
+        ".info",
+        ".mod",
+        ".zip",
+        "/@v/list",
+        "/@latest",
+        "/@v/v1.0.0.info",
+        "/@v/v1.0.0.zip",
+        "@v1.0.0",
+    ]
 )
 queries = st.one_of(
     st.just(""),
@@ -178,11 +211,29 @@ semverish = st.builds(
 versions = st.one_of(
     semverish,
     st.text(max_size=30),
-    st.from_regex(r"v[0-9.]{0,12}(-[0-9A-Za-z.!~-]{0,12})?(\+[0-9A-Za-z.!-]{0,8})?", fullmatch=True),
+    st.from_regex(
+        r"v[0-9.]{0,12}(-[0-9A-Za-z.!~-]{0,12})?(\+[0-9A-Za-z.!-]{0,8})?", fullmatch=True
+    ),
     st.sampled_from(
-        ["master", "latest", "upgrade", "patch", "V1.0.0", "!v1.0.0", "v1.0.0%2Fx", "v1.0.0/..",
-         "..", ".", "v1.0.0\x00", "v1.0.0.info", "v1.0.0-0.20190101000000-abcdefabcdef",
-         "v0.0.0-20190101000000-abcdefabcdef", "v1.0.0-!pre", "v2.0.0", "v2.0.0+incompatible"]
+        [
+            "master",
+            "latest",
+            "upgrade",
+            "patch",
+            "V1.0.0",
+            "!v1.0.0",
+            "v1.0.0%2Fx",
+            "v1.0.0/..",
+            "..",
+            ".",
+            "v1.0.0\x00",
+            "v1.0.0.info",
+            "v1.0.0-0.20190101000000-abcdefabcdef",
+            "v0.0.0-20190101000000-abcdefabcdef",
+            "v1.0.0-!pre",
+            "v2.0.0",
+            "v2.0.0+incompatible",
+        ]
     ),
     st.integers(200, 1200).map(lambda n: "v1.0.0-" + "a" * n),
 )
@@ -209,7 +260,9 @@ def test_fuzzed_paths_never_crash_the_server(world: World, figures: Figures, pat
 
 @FUZZ
 @given(path=version_paths())
-def test_fuzzed_versions_never_crash_the_server(world: World, figures: Figures, path: bytes) -> None:
+def test_fuzzed_versions_never_crash_the_server(
+    world: World, figures: Figures, path: bytes
+) -> None:
     r = send(world, path, figures)
     if r.status == 200:
         assert path.startswith(f"/{M}/@v/".encode()) or path.startswith(f"/{UP_ESC}/@v/".encode())

@@ -76,6 +76,50 @@ def test_gomod_parsers_only_raise_domain_errors(data: bytes) -> None:
             pass
 
 
+def _module_path_line_by_line(data: bytes) -> str:
+    """modfile.ModulePath read literally, line by line: the reference for the fast scan."""
+    for raw_line in data.decode("utf-8", "surrogateescape").split("\n"):
+        line = raw_line.split("//", 1)[0].strip()
+        if not line.startswith("module"):
+            continue
+        rest = line[len("module") :]
+        stripped = rest.strip()
+        if len(stripped) == len(rest) or not stripped:
+            continue
+        if stripped[0] == "`":
+            ok = len(stripped) >= 2 and stripped.endswith("`") and "`" not in stripped[1:-1]
+            return stripped[1:-1] if ok else ""
+        if stripped[0] == '"':
+            try:
+                return gomod._go_unquote(stripped)
+            except gomod._Error:
+                return ""
+        return stripped
+    return ""
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [*_GOMOD_TOKENS, b"module", b"xmodule", b"\xc2\xa0", b"\xe2\x80\xa8", b"\x1c"]
+        ),
+        max_size=30,
+    ).map(b"".join)
+)
+def test_module_path_finds_what_a_line_by_line_scan_finds(data: bytes) -> None:
+    assert gomod.module_path(data) == _module_path_line_by_line(data)
+
+
+def test_module_path_of_hostile_shapes() -> None:
+    want = M
+    tail = f"module {M}\n".encode()
+    for filler in (b"\n", b"x\n", b"module //\n", b" \t\n", b"xmodule a\n", b"a module b\n"):
+        assert gomod.module_path(filler * 10_000 + tail) == want
+        assert gomod.module_path(filler * 10_000) == _module_path_line_by_line(filler * 10_000)
+    assert gomod.module_path(b"  \t module   " + M.encode() + b"  // c\n") == want
+
+
 def test_deeply_nested_gomod_blocks_are_an_error_not_a_crash() -> None:
     data = b"module " + M.encode() + b"\n" + b"require (\n" * 100_000
     try:

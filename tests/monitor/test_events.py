@@ -53,7 +53,9 @@ def with_recorder(
         metrics = Metrics()
         clock = Clock()
         try:
-            await body(EventRecorder(storage, metrics, window=60, clock=clock), storage, metrics, clock)
+            await body(
+                EventRecorder(storage, metrics, window=60, clock=clock), storage, metrics, clock
+            )
         finally:
             await storage.close()
 
@@ -79,7 +81,9 @@ def tamper_count(metrics: Metrics, kind: str) -> float:
 def test_repeats_within_the_window_are_one_event_with_a_count(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         err = InvalidContent("invalid .info JSON: nested too deeply")
         with caplog.at_level(logging.WARNING, logger="gomirror.monitor.events"):
             for _ in range(3000):
@@ -101,7 +105,9 @@ def test_repeats_within_the_window_are_one_event_with_a_count(
 def test_a_new_window_starts_a_new_event_and_logs_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         err = InvalidContent("bad")
         with caplog.at_level(logging.WARNING, logger="gomirror.monitor.events"):
             await rec.bad_content(UP, M, V, "info", err)
@@ -118,7 +124,9 @@ def test_a_new_window_starts_a_new_event_and_logs_again(
 
 
 def test_different_files_mirrors_or_kinds_are_different_events(tmp_path: Path) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         bad = InvalidContent("bad")
         await rec.bad_content(UP, M, V, "info", bad)
         await rec.bad_content(UP, M, V, "mod", bad)
@@ -135,7 +143,9 @@ def test_different_files_mirrors_or_kinds_are_different_events(tmp_path: Path) -
 
 
 def test_open_events_are_bounded(tmp_path: Path) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         bad = InvalidContent("bad")
         for i in range(MAX_OPEN + 10):
             await rec.bad_content(UP, M, f"v1.0.{i}", "info", bad)
@@ -147,7 +157,9 @@ def test_open_events_are_bounded(tmp_path: Path) -> None:
 
 
 def test_old_documents_without_a_count_still_read(tmp_path: Path) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         old = {
             "kind": "invalid_content",
             "upstream": UP,
@@ -160,7 +172,9 @@ def test_old_documents_without_a_count_still_read(tmp_path: Path) -> None:
             "time": 1.5,
             "future_field": True,
         }
-        await storage.put_bytes(EVENTS_PREFIX + "1970-01-01/1500-abc.json", json.dumps(old).encode())
+        await storage.put_bytes(
+            EVENTS_PREFIX + "1970-01-01/1500-abc.json", json.dumps(old).encode()
+        )
         (ev,) = await rec.recent()
         assert (ev.count, ev.last, ev.time) == (1, 1.5, 1.5)
 
@@ -170,7 +184,9 @@ def test_old_documents_without_a_count_still_read(tmp_path: Path) -> None:
 def test_a_full_disk_never_raises_and_is_logged_once_per_window(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def body(rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock) -> None:
+    async def body(
+        rec: EventRecorder, storage: DiskStorage, metrics: Metrics, clock: Clock
+    ) -> None:
         with caplog.at_level(logging.WARNING, logger="gomirror.monitor.events"):
             for i in range(50):
                 await rec.bad_content(UP, M, f"v1.0.{i}", "info", InvalidContent("bad"))

@@ -22,7 +22,6 @@ keys, bucket) and crosses into subprocesses as JSON.
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,10 @@ BUCKET = "gomirror-test"
 QUOTA_BUCKET = "gomirror-quota"
 
 LAUNCHER = r"""
-import json, sys
+import json, os, sys, tempfile
+# Before moto is imported: big objects spool under the test's directory, short list pages.
+tempfile.tempdir = sys.argv[1]
+os.environ["MOTO_S3_DEFAULT_MAX_KEYS"] = sys.argv[2]
 from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -64,12 +66,15 @@ class Quota:
         bucket, _, obj = path.lstrip("/").partition("/")
         limit = self.limits.get(bucket)
         if limit is not None and obj and environ["REQUEST_METHOD"] in ("PUT", "POST"):
-            size = int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH")
-                       or environ.get("CONTENT_LENGTH") or 0)
+            sent = int(environ.get("CONTENT_LENGTH") or 0)
+            size = int(environ.get("HTTP_X_AMZ_DECODED_CONTENT_LENGTH") or sent)
             if size > limit:
                 body = environ["wsgi.input"]
-                while body.read(1 << 16):  # drain it, so the connection stays usable
-                    pass
+                while sent > 0:  # read the body, so the connection stays usable
+                    chunk = body.read(min(sent, 1 << 16))
+                    if not chunk:
+                        break
+                    sent -= len(chunk)
                 start_response("403 Forbidden", [
                     ("Content-Type", "application/xml"),
                     ("Content-Length", str(len(QUOTA_BODY))),
@@ -121,16 +126,7 @@ class S3Server:
     @classmethod
     def start(cls, workdir: Path, timeout: float = 60.0) -> S3Server:
         workdir.mkdir(parents=True, exist_ok=True)
-        saved = {k: os.environ.get(k) for k in ("TMPDIR", "MOTO_S3_DEFAULT_MAX_KEYS")}
-        os.environ.update(TMPDIR=str(workdir), MOTO_S3_DEFAULT_MAX_KEYS=str(PAGE_KEYS))
-        try:
-            child = Child.start(LAUNCHER)  # Child passes this process's environment on
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        child = Child.start(LAUNCHER, str(workdir), str(PAGE_KEYS))
         try:
             port = json.loads(child.expect(timeout=timeout))["port"]
             endpoint = S3Endpoint(url=f"http://127.0.0.1:{port}")

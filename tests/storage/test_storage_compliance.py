@@ -1,10 +1,14 @@
 """The storage compliance suite: every Storage backend in ``backends.BACKENDS`` passes every test here.
 
-Backends today: ``disk`` (DiskStorage) and ``stream-only``, a DiskStorage without
-the ``local_path`` capability that stands in for an object store until the S3
-backend lands (see ``backends``). Tests use only the ``Storage`` protocol, except
-where they plant gomirror's own litter (temp files, lock files) to check it is
-never listed.
+Backends today: ``disk`` (DiskStorage), ``stream-only`` (a DiskStorage without
+the ``local_path`` capability) and ``s3`` (S3Storage over HTTP against a real S3
+API server in its own process, see ``s3server``; see ``backends``). Tests use
+only the ``Storage`` protocol, except where they plant gomirror's own litter
+(temp files, lock files) to check it is never listed, and where "full" has to
+be made: a tiny tmpfs for the local backends, a bucket quota for S3.
+
+All ``run()`` calls of one test share one event loop, as a server process
+does: an S3 client belongs to the loop it was made in.
 """
 
 from __future__ import annotations
@@ -25,10 +29,22 @@ from gomirror.coordination.local import LocalCoordinator
 from gomirror.errors import StorageError, StorageFull
 from gomirror.storage.base import STREAM_CHUNK, Storage
 from storage.backends import BACKENDS, disk_of, make_backend
+from storage.s3server import S3Endpoint
 from support.child import Child
 
 T = TypeVar("T")
 ZIP = "example.com/!m/@v/v1.0.0.zip"
+_RUNNERS: list[asyncio.Runner] = []  # the current test's event loop (see run)
+
+
+@pytest.fixture(autouse=True)
+def _one_event_loop_per_test() -> Iterator[None]:
+    with asyncio.Runner() as runner:
+        _RUNNERS.append(runner)
+        try:
+            yield
+        finally:
+            _RUNNERS.remove(runner)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -38,17 +54,28 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def storage(backend: str, tmp_path: Path) -> Iterator[Storage]:
-    st = make_backend(backend, tmp_path / "cache")
+def s3(backend: str, request: pytest.FixtureRequest) -> S3Endpoint | None:
+    """The S3 server's endpoint for the s3 backend (started on first use), else None."""
+    if backend != "s3":
+        return None
+    endpoint: S3Endpoint = request.getfixturevalue("s3_server")
+    return endpoint
+
+
+@pytest.fixture
+def storage(backend: str, s3: S3Endpoint | None, tmp_path: Path) -> Iterator[Storage]:
+    st = make_backend(backend, tmp_path / "cache", s3)
     yield st
     run(st.close())
 
 
 def run(coro: Awaitable[T]) -> T:
+    """Run coro on this test's event loop."""
+
     async def wrap() -> T:
         return await coro
 
-    return asyncio.run(wrap())
+    return _RUNNERS[-1].run(wrap())
 
 
 async def read_stream(storage: Storage, key: str) -> bytes | None:
@@ -285,9 +312,11 @@ BIG_STREAM_SCRIPT = r"""
 import asyncio, hashlib, json, os, resource, sys
 from pathlib import Path
 from storage.backends import make_backend
+from storage.s3server import S3Endpoint
 from gomirror.storage.base import STREAM_CHUNK
 
 backend, root, size = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+s3 = S3Endpoint.from_json(sys.argv[4]) if sys.argv[4] else None
 KEY = "example.com/big/@v/v1.0.0.zip"
 MIB = 1 << 20
 
@@ -297,7 +326,7 @@ def peak_kib():
 
 
 async def main():
-    st = make_backend(backend, root / "cache")
+    st = make_backend(backend, root / "cache", s3)
     # A sparse file with random blocks at the start, middle and end: made in
     # milliseconds, but every byte still goes through the stream and the hash.
     src = root / "big.zip"
@@ -310,6 +339,8 @@ async def main():
     with open(src, "rb") as f:
         while block := f.read(MIB):
             want.update(block)
+    assert await st.stat(KEY) is None  # a first request: clients are made and loaded by now
+    start = peak_kib()
     await st.put_file(KEY, src)
     before = peak_kib()
     s = await st.stream(KEY)
@@ -324,6 +355,7 @@ async def main():
     print(json.dumps({
         "size": n, "same": got.digest() == want.digest(), "biggest": biggest,
         "chunk": STREAM_CHUNK, "growth_kib": after - before, "local": local is not None,
+        "put_growth_kib": before - start,
     }), flush=True)
 
 
@@ -331,20 +363,25 @@ asyncio.run(main())
 """
 
 
-def test_a_500_mib_object_streams_with_bounded_memory(backend: str, tmp_path: Path) -> None:
+def test_a_500_mib_object_streams_with_bounded_memory(
+    backend: str, s3: S3Endpoint | None, tmp_path: Path
+) -> None:
     """The whole point of ``stream()``: a backend without local files serves big zips in O(chunk) memory.
 
-    Measured in a fresh subprocess with ``ru_maxrss`` (the kernel's peak RSS), so
-    every allocation counts, not only Python's.
+    Storing it is bounded too (S3: a multipart upload). Measured in a fresh
+    subprocess with ``ru_maxrss`` (the kernel's peak RSS), so every allocation
+    counts, not only Python's.
     """
     size = 500 << 20
-    with Child.start(BIG_STREAM_SCRIPT, backend, str(tmp_path), str(size)) as child:
+    endpoint = s3.to_json() if s3 is not None else ""
+    with Child.start(BIG_STREAM_SCRIPT, backend, str(tmp_path), str(size), endpoint) as child:
         report = json.loads(child.expect(timeout=300))
         assert child.wait() == 0, child.stderr()
     assert report["size"] == size
     assert report["same"], "the streamed bytes differ from the stored file"
     assert report["biggest"] <= report["chunk"]
     assert report["growth_kib"] < 64 << 10, f"peak RSS grew by {report['growth_kib']} KiB"
+    assert report["put_growth_kib"] < 64 << 10, f"put grew RSS by {report['put_growth_kib']} KiB"
     assert report["local"] == (backend == "disk")
 
 
@@ -391,31 +428,54 @@ def files_under(root: Path) -> set[str]:
     }
 
 
+async def fill_up(
+    st: Storage, tmp_path: Path, key: str, leaves_nothing: Callable[[], Awaitable[None]]
+) -> None:
+    """Writes too big for the space left raise StorageFull, keep the old object, litter nothing."""
+    try:
+        await st.put_bytes(key, b"old\n")
+        src = tmp_path / "big.zip"  # on another file system: it must be copied in
+        src.write_bytes(os.urandom(2 * SMALL_FS_BYTES))
+        with pytest.raises(StorageFull):
+            await st.put_file(key, src)
+        with pytest.raises(StorageFull):
+            await st.put_bytes(key, os.urandom(2 * SMALL_FS_BYTES))
+        # The old object is intact, no partial object is left anywhere.
+        assert await st.get(key) == b"old\n"
+        assert await read_stream(st, key) == b"old\n"
+        await leaves_nothing()
+        # Once there is room, writing works again without a restart.
+        await st.put_bytes(key, b"new\n")
+        assert await st.get(key) == b"new\n"
+    finally:
+        await st.close()
+
+
 def test_a_full_disk_raises_storage_full_and_leaves_nothing_behind(
-    backend: str, small_fs: Path, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     key = "m.example/a/@v/v1.0.0.zip"
+    if backend == "s3":
+        # No disk to fill: a bucket quota, answered as Ceph RGW does (403 QuotaExceeded).
+        endpoint: S3Endpoint = request.getfixturevalue("s3_server")
+        st = make_backend(backend, tmp_path / "cache", endpoint, bucket=endpoint.quota_bucket)
+        endpoint.set_quota(endpoint.quota_bucket, SMALL_FS_BYTES)
 
-    async def main() -> None:
-        st = make_backend(backend, small_fs / "cache")
+        async def no_partial_object() -> None:
+            assert [k async for k in st.keys()] == [key]
+            assert await st.stat(key) is not None and (await st.stat(key)).size == 4  # type: ignore[union-attr]
+
         try:
-            await st.put_bytes(key, b"old\n")
-            free = free_bytes(small_fs)
-            src = tmp_path / "big.zip"  # on another file system: it must be copied in
-            src.write_bytes(os.urandom(2 * SMALL_FS_BYTES))
-            with pytest.raises(StorageFull):
-                await st.put_file(key, src)
-            with pytest.raises(StorageFull):
-                await st.put_bytes(key, os.urandom(2 * SMALL_FS_BYTES))
-            # The old object is intact, no partial file is left anywhere, the space is back.
-            assert await st.get(key) == b"old\n"
-            assert await read_stream(st, key) == b"old\n"
-            assert files_under(small_fs) == {f"cache/{key}"}
-            assert free_bytes(small_fs) >= free
-            # Once there is room, writing works again without a restart.
-            await st.put_bytes(key, b"new\n")
-            assert await st.get(key) == b"new\n"
+            run(fill_up(st, tmp_path, key, no_partial_object))
         finally:
-            await st.close()
+            endpoint.set_quota(endpoint.quota_bucket, None)
+        return
+    small_fs: Path = request.getfixturevalue("small_fs")
+    st = make_backend(backend, small_fs / "cache")
+    free = free_bytes(small_fs)
 
-    run(main())
+    async def no_partial_file() -> None:
+        assert files_under(small_fs) == {f"cache/{key}"}
+        assert free_bytes(small_fs) >= free  # the space is back
+
+    run(fill_up(st, tmp_path, key, no_partial_file))

@@ -258,7 +258,7 @@ def test_score_uses_zip_latency_when_no_small_file_was_measured() -> None:
 
 def test_hedge_delay_is_the_p90_between_floor_and_cap() -> None:
     h, _ = make()
-    assert h.hedge_delay("small", 0.05, 2.0) == 2.0  # nothing known: wait the longest
+    assert h.hedge_delay("small", 0.05, 2.0) == 0.5  # nothing known: the slow threshold
     for ms in range(1, 11):
         h.record_success("small", ms / 100)  # 0.01 .. 0.10
     assert h.latency("small", 0.9) == pytest.approx(0.09)

@@ -248,7 +248,7 @@ def test_hedged_delay_follows_the_mirror_p90_within_floor_and_cap() -> None:
     policy = HedgedPolicy(floor=0.05, cap=1.0)
     health = HealthBook()
     link = mirror("a")
-    assert policy.hedge_delay(link, "small", health) == 1.0  # unknown: the cap
+    assert policy.hedge_delay(link, "small", health) == 0.5  # unknown: the slow threshold
     for _ in range(10):
         health.get("a").record_success("small", 0.3)
     assert policy.hedge_delay(link, "small", health) == pytest.approx(0.3)

@@ -453,7 +453,9 @@ def test_safe_mode_refuses(target: str, why: str) -> None:
 def test_safe_mode_allows_public_hosts_upgrades_and_internal_targets_of_internal_mirrors() -> None:
     here = "https://mirror.example/m/@v/v1.zip"
     assert refusal("https://mirror.example", here, "https://cdn.example/x.zip") is None
-    assert refusal("http://mirror.example", "http://mirror.example/a", "https://cdn.example/") is None
+    assert (
+        refusal("http://mirror.example", "http://mirror.example/a", "https://cdn.example/") is None
+    )
     assert refusal("http://mirror.example", "http://mirror.example/a", "http://1.1.1.1/") is None
     corp = "http://corp-mirror.example"
     assert refusal(corp, corp + "/a", "http://intranet.example/a") is None

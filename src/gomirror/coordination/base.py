@@ -11,6 +11,10 @@ The run is shielded: a caller that goes away does not cancel it for the others.
 local directory) is the default; a Redis implementation serves several
 instances. A holder that crashes never blocks the others: ``flock`` is
 released with the process, a Redis lock expires.
+
+``SharedState`` is the second protocol here: small values with a TTL that
+every process sees alike (``MemoryState`` in one process, ``RedisState``
+across instances).
 """
 
 from __future__ import annotations
@@ -31,3 +35,23 @@ class Coordinator(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class SharedState(Protocol):
+    """Small, short-lived values every process (with Redis, every instance) sees alike.
+
+    For negative answers, mutable-answer freshness and mirror health records:
+    a value is a few bytes to a few KiB (``MAX_STATE_BYTES`` at most) and is
+    gone after ``ttl`` seconds. It is a hint, never the only copy of anything:
+    a lost value (expiry, eviction, a Redis restart, Redis unreachable) costs
+    one more upstream request, never a wrong answer.
+    """
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+MAX_STATE_BYTES = 64 * 1024

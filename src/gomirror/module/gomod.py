@@ -36,8 +36,8 @@ _GO_VERSION_RE = re.compile(
 _LAX_GO_VERSION_RE = re.compile(r"v?(([1-9][0-9]*)\.(0|[1-9][0-9]*))([^0-9].*)", re.ASCII | re.S)
 _DEPRECATED_RE = re.compile(r"(?:\A|\n\n)Deprecated: *(.*?)(?:\Z|\n\n)", re.S)
 _PUNCT = "()[]{},"
-# A line modfile.ModulePath would take: "module", space, then something that is not a comment.
-_MODULE_LINE_RE = re.compile(r"^[^\S\n]*module[^\S\n]+(?!//)\S", re.M)
+# Where modfile.ModulePath can find a path: "module", blanks, then something not a comment.
+_MODULE_WORD_RE = re.compile(r"module[^\S\n]+(?!//)\S")
 
 
 @dataclass(frozen=True)
@@ -370,14 +370,21 @@ def go_version_at_least(go: str | None, major: int, minor: int) -> bool:
 def module_path(data: bytes) -> str:
     """Return a go.mod's module path by Go's quick line scan (``modfile.ModulePath``), or ``""``.
 
-    Only lines the scan could take are looked at (found by one regular
-    expression), so a hostile go.mod of millions of lines costs one pass in C.
+    Only lines the scan could take are looked at: a regular expression finds
+    ``module`` followed by a blank and a non-comment, and a line is read only
+    if nothing but blanks precede that word on it; so millions of blank or
+    comment lines cost a scan in C, not a Python loop.
     """
     text = data.decode("utf-8", "surrogateescape")
-    for found in _MODULE_LINE_RE.finditer(text):
-        end = text.find("\n", found.start())
-        raw_line = text[found.start() : end if end >= 0 else len(text)]
-        line = raw_line.split("//", 1)[0].strip()
+    pos = 0
+    while (found := _MODULE_WORD_RE.search(text, pos)) is not None:
+        at = found.start()
+        start = text.rfind("\n", pos, at) + 1 or pos
+        end = text.find("\n", at)
+        pos = len(text) if end < 0 else end + 1
+        if start != at and not text[start:at].isspace():
+            continue  # something else starts this line: skip the rest of it
+        line = text[start : end if end >= 0 else len(text)].split("//", 1)[0].strip()
         if not line.startswith("module"):
             continue
         rest = line[len("module") :]

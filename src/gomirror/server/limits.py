@@ -40,11 +40,10 @@ def limit_connections(server: web.Server, max_connections: int) -> None:
     def guarded(handler: Any, transport: asyncio.Transport) -> None:
         if len(server.connections) >= max_connections:
             log.warning("connection limit reached", extra={"max_connections": max_connections})
-            try:
-                transport.write(BUSY)
-            finally:
-                transport.close()
-            handler.force_close()
+            transport.write(BUSY)
+            # Close on the next loop turn: the handler's start() task must run first, or it
+            # finds its manager gone and dies with an AssertionError logged as an error.
+            asyncio.get_running_loop().call_soon(transport.close)
             return
         accept(handler, transport)
 

@@ -7,9 +7,9 @@ loop and closed by ``close``; one ``S3Storage`` belongs to one event loop.
 Contract, beyond ``storage.base``:
 - Atomic as S3 gives it: a PUT, or a multipart upload once completed, makes
   the whole object appear at once; readers never see part of one. Files up
-  to ``part_size`` go in one PUT, bigger ones in parts of ``part_size`` read
-  from the file (at most ``upload_concurrency`` parts, plus the one being
-  read, in memory). A failed upload is aborted; one cut by a crash never
+  to ``part_size`` go in one PUT, bigger ones in parts of ``part_size``
+  (``upload_concurrency`` at once), each sent straight from the file: no
+  upload holds a part in memory. A failed upload is aborted; one cut by a crash never
   becomes visible, and ``abort_stale_uploads`` (or the bucket's lifecycle
   rule) removes its parts.
 - Sidecars: when this process wrote ``k.json`` and then writes ``k``, the
@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import time
@@ -46,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -420,24 +421,33 @@ class S3Storage:
         self._wrote(key, data)
 
     async def put_file(self, key: str, src: Path) -> None:
-        self._name(key)
+        name = self._name(key)
         try:
             size = (await asyncio.to_thread(os.stat, src)).st_size
-            if size <= self.settings.part_size:
-                data = await asyncio.to_thread(src.read_bytes)
         except OSError as e:
             raise StorageError(f"reading {src.name} to store {key} failed: {e.strerror}") from None
-        if size <= self.settings.part_size:
-            await self.put_bytes(key, data)
-            return
         self.cache.discard(key)
-        await self._multipart(key, src, size)
+        if size > self.settings.part_size:
+            await self._multipart(key, src, size)
+        else:
+            c = await self._client()
+            try:
+                with _FilePart(src, 0, size) as body:
+                    await c.put_object(
+                        Bucket=self.bucket,
+                        Key=name,
+                        Body=cast("IO[bytes]", body),
+                        ContentLength=size,
+                        Metadata=self._metadata(key),
+                        ContentType=_content_type(key),
+                    )
+            except (ClientError, *_NETWORK_ERRORS) as e:
+                raise storage_error("writing", key, e) from None
         self._wrote(key, None)
 
     async def _multipart(self, key: str, src: Path, size: int) -> None:
         c = await self._client()
         name = self._name(key)
-        part_size = max(self.settings.part_size, -(-size // MAX_PARTS))
         try:
             upload = await c.create_multipart_upload(
                 Bucket=self.bucket,
@@ -449,8 +459,7 @@ class S3Storage:
             raise storage_error("writing", key, e) from None
         upload_id = upload["UploadId"]
         try:
-            with open(src, "rb") as f:  # noqa: ASYNC230 - reads go through to_thread below
-                parts = await self._upload_parts(key, upload_id, f, part_size)
+            parts = await self._upload_parts(key, upload_id, src, size)
             await c.complete_multipart_upload(
                 Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -464,17 +473,17 @@ class S3Storage:
             raise
 
     async def _upload_parts(
-        self, key: str, upload_id: str, f: BinaryIO, part_size: int
+        self, key: str, upload_id: str, src: Path, size: int
     ) -> list[CompletedPartTypeDef]:
-        """Upload f in parts, at most ``upload_concurrency`` at once; return them in order."""
+        """Upload src in parts, at most ``upload_concurrency`` at once; return them in order."""
+        part_size = max(self.settings.part_size, -(-size // MAX_PARTS))
         inflight: set[asyncio.Task[CompletedPartTypeDef]] = set()
         done: list[CompletedPartTypeDef] = []
-        number = 0
         try:
-            while chunk := await asyncio.to_thread(f.read, part_size):
-                number += 1
-                inflight.add(asyncio.create_task(self._part(key, upload_id, number, chunk)))
-                del chunk  # the task holds the only reference: memory is bounded by the window
+            for number, offset in enumerate(range(0, size, part_size), 1):
+                length = min(part_size, size - offset)
+                part = self._part(key, upload_id, number, src, offset, length)
+                inflight.add(asyncio.create_task(part))
                 if len(inflight) >= self.settings.upload_concurrency:
                     finished, inflight = await asyncio.wait(
                         inflight, return_when=asyncio.FIRST_COMPLETED
@@ -489,16 +498,18 @@ class S3Storage:
         return sorted(done, key=lambda p: p["PartNumber"])
 
     async def _part(
-        self, key: str, upload_id: str, number: int, data: bytes
+        self, key: str, upload_id: str, number: int, src: Path, offset: int, length: int
     ) -> CompletedPartTypeDef:
         c = await self._client()
-        resp = await c.upload_part(
-            Bucket=self.bucket,
-            Key=self._name(key),
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-        )
+        with _FilePart(src, offset, length) as body:
+            resp = await c.upload_part(
+                Bucket=self.bucket,
+                Key=self._name(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=cast("IO[bytes]", body),
+                ContentLength=length,
+            )
         return {"ETag": resp["ETag"], "PartNumber": number}
 
     async def _abort(self, key: str, upload_id: str) -> None:
@@ -543,6 +554,49 @@ class S3Storage:
         except (ClientError, *_NETWORK_ERRORS) as e:
             if not _missing(e):
                 raise storage_error("deleting", key, e) from None
+
+
+class _FilePart(io.RawIOBase):
+    """Bytes [offset, offset+length) of a file as a seekable stream of their own.
+
+    Handed to botocore as a request body, it is hashed (SigV4 over http) and
+    sent by aiohttp in small reads, so an upload never holds a part in memory.
+    """
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        super().__init__()
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._offset, self._length, self._pos = offset, length, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = min(max(0, base + pos), self._length)
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self._length - self._pos)
+        if n <= 0:
+            return 0
+        self._f.seek(self._offset + self._pos)
+        got = self._f.readinto(memoryview(buf)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 async def _settle(task: asyncio.Task[str | None] | None) -> None:

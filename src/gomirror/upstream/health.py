@@ -247,7 +247,8 @@ class Health:
         if p90 is None:
             p90 = self.latency("small", 0.9)
         if p90 is None:
-            return cap
+            # Never measured: a mirror slower than "slow" is worth racing, even on a cold start.
+            p90 = self._s.slow_threshold
         return min(cap, max(floor, p90))
 
     def snapshot(self) -> dict[str, Any]:
