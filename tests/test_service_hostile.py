@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,11 +108,14 @@ def test_deep_json_from_every_mirror_is_a_502_not_a_500(
     async def main() -> list[tuple[int, str]]:
         cfg = config(tmp_path / "c", sim_a.url + "|" + sim_b.url)
         out = []
-        async with app.build(cfg) as parts, app.serve(parts) as port:
-            async with aiohttp.ClientSession() as client:
-                for path in (BASE + ".info", f"/{M}/@latest", f"/{M}/@v/master.info"):
-                    async with client.get(f"http://127.0.0.1:{port}{path}") as r:
-                        out.append((r.status, await r.text()))
+        async with (
+            app.build(cfg) as parts,
+            app.serve(parts) as port,
+            aiohttp.ClientSession() as client,
+        ):
+            for path in (BASE + ".info", f"/{M}/@latest", f"/{M}/@v/master.info"):
+                async with client.get(f"http://127.0.0.1:{port}{path}") as r:
+                    out.append((r.status, await r.text()))
         return out
 
     for status, text in run(main()):
@@ -155,11 +157,14 @@ def test_the_http_answer_for_a_remembered_bad_answer_is_the_same_502(
 
     async def main() -> list[tuple[int, str]]:
         out = []
-        async with app.build(config(tmp_path / "c", sim_a.url)) as parts, app.serve(parts) as port:
-            async with aiohttp.ClientSession() as client:
-                for _ in range(20):
-                    async with client.get(f"http://127.0.0.1:{port}{BASE}.mod") as r:
-                        out.append((r.status, await r.text()))
+        async with (
+            app.build(config(tmp_path / "c", sim_a.url)) as parts,
+            app.serve(parts) as port,
+            aiohttp.ClientSession() as client,
+        ):
+            for _ in range(20):
+                async with client.get(f"http://127.0.0.1:{port}{BASE}.mod") as r:
+                    out.append((r.status, await r.text()))
         return out
 
     answers = run(main())
@@ -211,7 +216,7 @@ def full_disk_temp(tmp_path: Path) -> Callable[[], Path]:
         d = tmp_path / f"fulltmp{made[0]}"
         d.mkdir()
         for n in range(8):
-            os.symlink("/dev/full", d / f"dl.zip.{n}")
+            (d / f"dl.zip.{n}").symlink_to("/dev/full")
         return d / "dl.zip"
 
     return new

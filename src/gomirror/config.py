@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from gomirror.errors import ConfigError, GomirrorError
 from gomirror.module.paths import check_path
@@ -157,6 +158,39 @@ def _parse_part_size(v: Any) -> int:
     if not MIN_PART_SIZE <= n <= 5 << 30:
         raise ValueError("must be between 5MiB and 5GiB (S3's limits for one part)")
     return n
+
+
+_REDIS_URL_FORM = "expected redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH"
+
+
+def _parse_redis_url(v: Any) -> str:
+    """A Redis URL; a reason never quotes it (it may hold a password)."""
+    s = _parse_str(v).strip()
+    if not s:
+        return ""
+    try:
+        u = urlsplit(s)
+        u.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(_REDIS_URL_FORM) from None
+    if u.scheme == "unix":
+        if not u.path:
+            raise ValueError(_REDIS_URL_FORM)
+    elif u.scheme in ("redis", "rediss"):
+        if not u.hostname:
+            raise ValueError(_REDIS_URL_FORM)
+        if u.path not in ("", "/") and not u.path[1:].isdigit():
+            raise ValueError("the database after HOST[:PORT]/ must be a number")
+    else:
+        raise ValueError(_REDIS_URL_FORM)
+    return s
+
+
+def _parse_lock_ttl(v: Any) -> float:
+    f = _parse_float(v)
+    if not 0.1 <= f <= 3600:
+        raise ValueError(f"must be between 0.1 and 3600 seconds, got {v!r}")
+    return f
 
 
 def _parse_expiry(v: Any) -> float:
@@ -435,7 +469,7 @@ class CacheSection:
 
 @dataclass(frozen=True, slots=True)
 class StorageSection:
-    """Where module files are stored: the disk cache, or an S3-compatible bucket; redirects."""
+    """Where module files are stored (the disk cache, or an S3-compatible bucket), redirects, Redis."""
 
     storage: str = "disk"
     s3_endpoint: str = ""
@@ -453,6 +487,9 @@ class StorageSection:
     s3_read_cache_bytes: int = 32 << 20
     redirect_min_size: int = 0
     redirect_expiry: float = 900.0
+    # May hold a password: left out of repr; logs show coordination.redis.safe_url.
+    redis_url: str = field(default="", repr=False)
+    redis_lock_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         # Rules across keys: checked once all sources are merged.
@@ -709,7 +746,7 @@ SETTINGS: tuple[Setting, ...] = (
         "s3_part_size",
         "storage",
         _parse_part_size,
-        "bytes per part of a multipart upload (zips larger than this are uploaded in parts; two parts are in memory at a time); `5MiB` to `5GiB`",
+        "bytes per part of a multipart upload: larger zips are uploaded in parts, two at a time, each sent straight from the temp file; `5MiB` to `5GiB`",
         shown_default="`8MiB`",
     ),
     Setting(
@@ -730,6 +767,18 @@ SETTINGS: tuple[Setting, ...] = (
         "storage",
         _parse_expiry,
         "seconds a presigned redirect URL stays valid (at most 7 days)",
+    ),
+    Setting(
+        "redis_url",
+        "storage",
+        _parse_redis_url,
+        "Redis shared by several instances for locks, single-flight and short-lived shared state: `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://…` (TLS) or `unix:///PATH`; empty: coordinate within this machine only; the password is never logged or shown",
+    ),
+    Setting(
+        "redis_lock_ttl",
+        "storage",
+        _parse_lock_ttl,
+        "seconds a Redis lock outlives its holder's last renewal (renewed every third of it while the fetch runs): a crashed instance holds up a file at most this long",
     ),
     # upstream
     Setting(

@@ -32,10 +32,12 @@ import io
 import itertools
 import json
 import re
+import struct
 import threading
 import time
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,8 +395,19 @@ def check_common(
 
 
 def zip_files(data: bytes) -> list[tuple[str, bytes]]:
+    """The files of a zip as the go command reads them: names from the central directory,
+    each entry's data found through its local header (whose own name Go ignores)."""
+    out = []
     with zipfile.ZipFile(io.BytesIO(data)) as z:
-        return sorted((i.filename, z.read(i)) for i in z.infolist())
+        for info in z.infolist():
+            off = info.header_offset
+            name_len, extra_len = struct.unpack("<HH", data[off + 26 : off + 30])
+            start = off + 30 + name_len + extra_len
+            raw = data[start : start + info.compress_size]
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                raw = zlib.decompress(raw, -15)
+            out.append((info.filename, raw))
+    return sorted(out)
 
 
 def check_served(mv: ModuleVersion, endpoint: str, r: RawResponse) -> None:

@@ -32,14 +32,14 @@ def prefix_for(root: Path) -> str:
     return "t/" + hashlib.sha256(str(root).encode()).hexdigest()[:16] + "/"
 
 
-def s3_settings(endpoint: S3Endpoint, root: Path, **overrides: Any) -> S3Settings:
+def s3_settings(server: S3Endpoint, root: Path, **overrides: Any) -> S3Settings:
     base: dict[str, Any] = {
-        "bucket": endpoint.bucket,
+        "bucket": server.bucket,
         "prefix": prefix_for(root),
-        "endpoint": endpoint.url,
-        "region": endpoint.region,
-        "access_key": endpoint.access_key,
-        "secret_key": endpoint.secret_key,
+        "endpoint": server.url,
+        "region": server.region,
+        "access_key": server.access_key,
+        "secret_key": server.secret_key,
         "addressing": "path",  # 127.0.0.1 has no bucket subdomains
     }
     base.update(overrides)
@@ -49,8 +49,8 @@ def s3_settings(endpoint: S3Endpoint, root: Path, **overrides: Any) -> S3Setting
 class ScratchS3Storage(S3Storage):
     """An S3Storage plus the local DiskStorage a test plants gomirror's litter in."""
 
-    def __init__(self, root: Path, endpoint: S3Endpoint, **overrides: Any) -> None:
-        super().__init__(s3_settings(endpoint, root, **overrides))
+    def __init__(self, root: Path, server: S3Endpoint, **overrides: Any) -> None:
+        super().__init__(s3_settings(server, root, **overrides))
         self.scratch = DiskStorage(root)
 
     async def close(self) -> None:

@@ -462,8 +462,9 @@ def test_a_full_disk_raises_storage_full_and_leaves_nothing_behind(
         endpoint.set_quota(endpoint.quota_bucket, SMALL_FS_BYTES)
 
         async def no_partial_object() -> None:
-            assert [k async for k in st.keys()] == [key]
-            assert await st.stat(key) is not None and (await st.stat(key)).size == 4  # type: ignore[union-attr]
+            assert [k async for k in st.keys("")] == [key]
+            info = await st.stat(key)
+            assert info is not None and info.size == 4
 
         try:
             run(fill_up(st, tmp_path, key, no_partial_object))

@@ -20,7 +20,15 @@ import random
 import socket
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,7 +123,7 @@ async def fetch(up: HttpUpstream, op: str, dst: Path | None = None) -> bytes:
     if op == "zip":
         assert dst is not None
         await up.zip(M, V, dst)
-        return dst.read_bytes()
+        return await asyncio.to_thread(dst.read_bytes)
     if op == "info":
         return (await up.info(M, V)).body
     if op == "mod":
@@ -403,7 +411,7 @@ def test_public_addresses_are_not_internal(addr: str) -> None:
     assert not is_internal(ipaddress.ip_address(addr))
 
 
-def fake_dns(table: dict[str, Sequence[str]]) -> Callable[[str, int], Awaitable[Sequence[str]]]:
+def fake_dns(table: Mapping[str, Sequence[str]]) -> Callable[[str, int], Awaitable[Sequence[str]]]:
     """A redirect-check resolver answering from table; unknown names do not resolve."""
 
     async def resolve(host: str, port: int) -> Sequence[str]:

@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup.add_parser(sub)
     doctor.add_parser(sub)
+    from gomirror.cli import bench, cache, prefetch
+
+    prefetch.add_parser(sub)
+    cache.add_parser(sub)
+    bench.add_parser(sub)
     return p
 
 

@@ -36,7 +36,8 @@ class MemoryState:
     ) -> None:
         self._max = max_entries
         self._clock = clock
-        self._values: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # key -> (expires, value)
+        # key -> (expires, value), oldest set first
+        self._values: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     async def get(self, key: str) -> bytes | None:
         item = self._values.get(key)

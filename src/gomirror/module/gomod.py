@@ -37,7 +37,7 @@ _LAX_GO_VERSION_RE = re.compile(r"v?(([1-9][0-9]*)\.(0|[1-9][0-9]*))([^0-9].*)",
 _DEPRECATED_RE = re.compile(r"(?:\A|\n\n)Deprecated: *(.*?)(?:\Z|\n\n)", re.S)
 _PUNCT = "()[]{},"
 # Where modfile.ModulePath can find a path: "module", blanks, then something not a comment.
-_MODULE_WORD_RE = re.compile(r"module[^\S\n]+(?!//)\S")
+_MODULE_WORD_RE = re.compile(r"(?<!\S)module[^\S\n]+(?!//)\S")
 
 
 @dataclass(frozen=True)

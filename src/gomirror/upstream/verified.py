@@ -23,9 +23,10 @@ calls, so two attempts may run side by side.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from gomirror.errors import NotFound, UpstreamError, VerificationError
 from gomirror.module.dirhash import hash_gomod
@@ -35,6 +36,7 @@ from gomirror.module.modzip import check_zip
 from gomirror.upstream.base import Checked, Fetched, FirstByte, Upstream
 
 Kind = Literal["zip", "mod"]
+T = TypeVar("T")
 
 
 class Verdict(Protocol):
@@ -65,6 +67,16 @@ def verdict_dict(verdict: Verdict) -> dict[str, Any]:
     return {"verified": verdict.verified}
 
 
+INLINE_CHECK_BYTES = 64 << 10  # bigger bodies are checked in a worker thread
+
+
+async def _off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """Run a check inline when the body is small, else in a thread, so the loop never stalls."""
+    if size <= INLINE_CHECK_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
 class VerifiedUpstream:
     """Checks everything ``inner`` serves (see the module docstring)."""
 
@@ -79,24 +91,25 @@ class VerifiedUpstream:
 
     async def list(self, module: str) -> Fetched:
         fetched = await self.inner.list(module)
-        check_list_body(fetched.body)
+        await _off_loop(len(fetched.body), check_list_body, fetched.body)
         return fetched
 
     async def latest(self, module: str) -> Fetched:
         fetched = await self.inner.latest(module)
-        check_info_body(fetched.body, module, None)
+        await _off_loop(len(fetched.body), check_info_body, fetched.body, module, None)
         return fetched
 
     async def info(self, module: str, query: str) -> Fetched:
         fetched = await self.inner.info(module, query)
-        check_info_body(fetched.body, module, query if is_canonical_for(module, query) else None)
+        want = query if is_canonical_for(module, query) else None
+        await _off_loop(len(fetched.body), check_info_body, fetched.body, module, want)
         return fetched
 
     async def mod(self, module: str, version: str) -> Fetched:
         self._start_lookup(module, version)
         fetched = await self.inner.mod(module, version)
-        check_gomod_module(fetched.body, module, version)
-        h1 = hash_gomod(fetched.body)
+        await _off_loop(len(fetched.body), check_gomod_module, fetched.body, module, version)
+        h1 = await _off_loop(len(fetched.body), hash_gomod, fetched.body)
         verdict = await self._check(module, version, "mod", h1)
         return replace(fetched, checked=Checked(h1, verdict_dict(verdict)))
 
