@@ -31,6 +31,7 @@ from gomirror import __version__
 from gomirror.config import Config
 from gomirror.coordination.base import Coordinator
 from gomirror.coordination.local import LocalCoordinator
+from gomirror.coordination.redis import RedisCoordinator
 from gomirror.errors import ConfigError, StorageError
 from gomirror.monitor.aggregate import MetricsSource, metrics_source
 from gomirror.monitor.alerts import Alerter
@@ -160,7 +161,14 @@ async def build(
         metrics = Metrics()
         source = await stack.enter_async_context(metrics_source(metrics, worker_group))
         storage: Storage = ObservedStorage(await open_backend(config, disk, stack), metrics)
-        coordinator = LocalCoordinator(disk.lock_dir())
+        local = LocalCoordinator(disk.lock_dir())
+        coordinator: Coordinator = local
+        if config.storage.redis_url:  # several instances: Redis, with local as its fallback
+            shared = RedisCoordinator(
+                config.storage.redis_url, local=local, lock_ttl=config.storage.redis_lock_ttl
+            )
+            await shared.start()  # unreachable: one warning and degraded; never raises
+            coordinator = shared
         stack.push_async_callback(coordinator.close)
         events = EventRecorder(storage, metrics)
         session = aiohttp.ClientSession(
@@ -385,6 +393,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
             parts.health,
             mirrors,
             has_direct=any(e.target == "direct" for e in parts.config.upstream.entries),
+            degraded=lambda: bool(getattr(parts.coordinator, "degraded", False)),
         ),
     )
     runner = web.AppRunner(

@@ -11,7 +11,9 @@ answers. Every answer says how long it may be cached:
   served forever (``IMMUTABLE``);
 - ``@v/list``, ``@latest`` and ``.info`` queries are fresh for
   ``mutable_ttl`` seconds, refetched when stale, and served stale (saying
-  why) when every upstream fails;
+  why) when every upstream fails or the list is ``off``; a list or
+  ``@latest`` is then also built from the versions the cache holds
+  (``gomirror.offline``), even if it was never fetched;
 - not-found answers are remembered for ``negative_ttl`` seconds, and answers
   no upstream could serve correctly (invalid content, checksum mismatch) for
   ``bad_answer_ttl`` seconds: repeating the same error (a stale copy is still
@@ -50,10 +52,12 @@ from gomirror.errors import (
     NotFound,
     StorageFull,
     UpstreamError,
+    UpstreamOff,
     VerificationError,
 )
 from gomirror.module.info import is_canonical_for
 from gomirror.module.paths import escape_path, escape_version
+from gomirror.offline import cached_latest, cached_list
 from gomirror.storage.base import Storage
 from gomirror.upstream.base import Fetched, Upstream
 
@@ -63,6 +67,7 @@ NEGATIVE_CACHE_SIZE = 10_000
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 ZIP = "application/zip"
+OFF_REASON = "upstream is off: answered from the cache"
 T = TypeVar("T")
 
 
@@ -132,11 +137,21 @@ class Service:
 
     async def list(self, module: str) -> Answer:
         key = f"{escape_path(module)}/@v/list"
-        return await self._mutable(key, TEXT, lambda: self.upstream.list(module))
+        return await self._mutable(
+            key,
+            TEXT,
+            lambda: self.upstream.list(module),
+            offline=lambda stale: cached_list(self.storage, module, stale),
+        )
 
     async def latest(self, module: str) -> Answer:
         key = f"{escape_path(module)}/@latest"
-        return await self._mutable(key, JSON, lambda: self.upstream.latest(module))
+        return await self._mutable(
+            key,
+            JSON,
+            lambda: self.upstream.latest(module),
+            offline=lambda stale: cached_latest(self.storage, module, stale),
+        )
 
     async def info(self, module: str, query: str) -> Answer:
         if is_canonical_for(module, query):
@@ -233,7 +248,12 @@ class Service:
         return await self._remember_not_found(key, self.coordinator.once(key, fetch))
 
     async def _mutable(
-        self, key: str, content_type: str, fetch_upstream: Callable[[], Awaitable[Fetched]]
+        self,
+        key: str,
+        content_type: str,
+        fetch_upstream: Callable[[], Awaitable[Fetched]],
+        *,
+        offline: Callable[[bytes | None], Awaitable[bytes | None]] | None = None,
     ) -> Answer:
         st = await self.storage.stat(key)
         if st is not None:
@@ -256,13 +276,15 @@ class Service:
         try:
             self._check_negative(key)  # inside: a remembered bad answer still gets the stale copy
             return await self._remember_not_found(key, self.coordinator.once(key, fetch))
-        except (UpstreamError, VerificationError) as e:
-            if st is None:
-                raise
-            body = await self.storage.get(key)
+        except (UpstreamError, VerificationError, UpstreamOff) as e:
+            # Offline (``off``, or every upstream failed): the stale copy, merged with what
+            # the cache holds of the module (gomirror.offline), else the error.
+            body = await self.storage.get(key) if st is not None else None
+            if offline is not None:
+                body = await offline(body)
             if body is None:
                 raise
-            reason = str(e).split("\n")[0][:200]
+            reason = OFF_REASON if isinstance(e, UpstreamOff) else str(e).split("\n")[0][:200]
             log.warning("serving stale", extra={"key": key, "reason": reason})
             return Answer(body, content_type, STALE, "stale", reason)
 

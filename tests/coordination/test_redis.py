@@ -27,6 +27,7 @@ import redis as redis_sync
 
 from coordination.redisserver import RedisServer
 from gomirror.config import load_config
+from gomirror.coordination import redis as redis_coordination
 from gomirror.coordination.base import MAX_STATE_BYTES, Coordinator, SharedState
 from gomirror.coordination.lease import Lease, current_lease
 from gomirror.coordination.local import LocalCoordinator
@@ -143,8 +144,15 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         yield s
 
 
-def raw(server: RedisServer) -> redis_sync.Redis:
-    return redis_sync.Redis.from_url(server.url)
+def stored(server: RedisServer, key: str) -> bytes | None:
+    """The value of key in Redis, read by a separate plain client."""
+    with redis_sync.Redis.from_url(server.url) as r:
+        value: bytes | None = r.get(key)
+        return value
+
+
+def locked(server: RedisServer, key: str = KEY) -> bool:
+    return stored(server, LOCK_PREFIX + key) is not None
 
 
 def holder(server: RedisServer, tmp: Path, name: str, ttl: float = 5.0, key: str = KEY) -> Child:
@@ -227,12 +235,12 @@ def test_concurrent_callers_in_one_process_share_one_run(
         await until(lambda: len(runs) == 1 and c.flights.shared >= 19, "all callers joined")
         lease = runs[0]
         assert lease is not None and lease.token is not None and lease.held()
-        assert raw(server).get(LOCK_PREFIX + KEY) == f"{lease.token} ".encode() + c._owner.encode()
+        assert stored(server, LOCK_PREFIX + KEY) == f"{lease.token} ".encode() + c._owner.encode()
         gate.set()
         results = await asyncio.gather(*tasks)
         assert len(runs) == 1
         assert all(r is results[0] for r in results)
-        assert raw(server).exists(LOCK_PREFIX + KEY) == 0  # released
+        assert not locked(server)  # released
         assert current_lease() is None  # only inside a run
         await c.close()
 
@@ -269,10 +277,14 @@ def test_errors_reach_every_caller_and_release_the_lock(
 
 
 def test_two_coordinators_take_turns_and_the_waiter_wakes_on_release(
-    server: RedisServer, tmp_path: Path
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Once subscribed, b would wait out the holder's whole 60 s TTL between two
+    # tries (longer than DEADLINE): only the release notification can wake it in time.
+    monkeypatch.setattr(redis_coordination, "WAIT_CAP", 3600.0)
+
     async def main() -> list[str]:
-        a, b = coordinator(server, tmp_path), coordinator(server, tmp_path)
+        a, b = coordinator(server, tmp_path, lock_ttl=60.0), coordinator(server, tmp_path)
         order: list[str] = []
         gate = asyncio.Event()
         refused = 0
@@ -328,18 +340,20 @@ def test_the_watchdog_keeps_a_long_run_locked_past_its_ttl(
         async def long_fetch() -> str:
             lease = current_lease()
             assert lease is not None
-            # Run for several TTLs: watch the watchdog push the deadline on.
-            while len(renewals) < 4:
+            # Run on until the watchdog has pushed the deadline on 6 times
+            # (two TTLs), well past when the first TTL alone would have ended.
+            while len(renewals) < 7:
                 if not renewals or lease.valid_until != renewals[-1]:
                     renewals.append(lease.valid_until)
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling a real condition
+            assert time.monotonic() > renewals[0]
             taken, left = await other.try_acquire(KEY)
-            assert taken is None and left > 0  # still locked, 3 TTLs later
+            assert taken is None and left > 0  # still locked
             assert lease.held()
             return "done"
 
         assert await asyncio.wait_for(c.once(KEY, long_fetch), DEADLINE) == "done"
-        assert renewals == sorted(renewals) and len(set(renewals)) == 4
+        assert renewals == sorted(renewals) and len(set(renewals)) == 7
         await c.close()
         await other.close()
 
@@ -375,11 +389,11 @@ def test_an_expired_holder_cannot_release_or_renew_the_new_holders_lock(
         assert await old.renew(stale) is False
         assert await old.release(stale) is False
         assert (
-            raw(server).get(LOCK_PREFIX + KEY) == f"{current.token} ".encode() + new._owner.encode()
+            stored(server, LOCK_PREFIX + KEY) == f"{current.token} ".encode() + new._owner.encode()
         )
         assert await new.renew(current) is True
         assert await new.release(current) is True
-        assert raw(server).exists(LOCK_PREFIX + KEY) == 0
+        assert not locked(server)
         await old.close()
         await new.close()
 
@@ -433,7 +447,7 @@ def test_two_processes_run_one_key_in_turn_and_the_second_finds_the_object(
             assert b.expect() == "result found"  # ran after A, found A's object
             assert b.wait() == 0, b.stderr()
     assert events(tmp_path) == ["A enter", "A exit", "B enter", "B found"]
-    assert raw(server).exists(LOCK_PREFIX + KEY) == 0
+    assert not locked(server)
 
 
 def test_many_callers_in_three_processes_cause_one_fetch(
@@ -467,7 +481,7 @@ def test_a_killed_holders_lock_expires_and_another_process_takes_over(
 ) -> None:
     with holder(server, tmp_path, "A", ttl=SHORT_TTL) as a:
         token_a = int(a.expect().split()[1])
-        with holder(server, tmp_path, "B", ttl=SHORT_TTL) as b:
+        with holder(server, tmp_path, "B") as b:  # B's own lock: the default 5 s TTL
             assert b.expect() == "busy"
             a.kill()  # SIGKILL inside the locked section: no release, no clean-up
             line = b.expect()  # once A's lock has expired
@@ -490,9 +504,9 @@ def test_a_stalled_holder_wakes_fenced_out_and_cannot_release_the_new_lock(
     try:
         token_a = int(a.expect().split()[1])
         os.kill(a.pid, signal.SIGSTOP)  # A stops inside fn, watchdog and all
-        b = holder(server, tmp_path, "B", ttl=SHORT_TTL)
-        assert b.expect() == "busy"
-        token_b = int(b.expect().split()[1])  # A's lock expired; B holds the key now
+        asyncio.run(until(lambda: not locked(server), "A's lock expires"))
+        b = holder(server, tmp_path, "B")  # the default 5 s TTL: B keeps its lock
+        token_b = int(b.expect().split()[1])  # "in TOKEN": B holds the key now
         assert token_b > token_a
         os.kill(a.pid, signal.SIGCONT)
         a.send()
@@ -500,13 +514,13 @@ def test_a_stalled_holder_wakes_fenced_out_and_cannot_release_the_new_lock(
         assert a.expect() == "result fetched"  # it published the same verified bytes
         assert a.wait() == 0, a.stderr()
         # A's release on the way out did not touch B's lock.
-        value = raw(server).get(LOCK_PREFIX + KEY)
+        value = stored(server, LOCK_PREFIX + KEY)
         assert value is not None and value.split()[0] == str(token_b).encode()
         b.send()
         assert b.expect() == "held True"
         assert b.expect() == "result fetched"
         assert b.wait() == 0, b.stderr()
-        assert raw(server).exists(LOCK_PREFIX + KEY) == 0
+        assert not locked(server)
     finally:
         for c in [a] + ([b] if b is not None else []):
             if c.proc.poll() is None:
@@ -549,7 +563,7 @@ def test_redis_killed_mid_test_falls_back_to_local_and_recovers(
         assert seen[-1] is not None and seen[-1].token is not None  # Redis again
         assert c.local_runs == 1
         await c.state.set("k2", b"shared", 60)
-        assert raw(server).get("gomirror:state:k2") == b"shared"
+        assert stored(server, "gomirror:state:k2") == b"shared"
         await c.close()
 
     asyncio.run(main())
@@ -580,7 +594,7 @@ def test_redis_dying_under_a_holder_and_a_waiter_loses_nothing(
             return "holder's result"
 
         ta = asyncio.create_task(a.once(KEY, slow))
-        await until(lambda: a.in_flight() == 1 and raw(server).exists(LOCK_PREFIX + KEY), "a holds")
+        await until(lambda: a.in_flight() == 1 and locked(server), "a holds")
         tb = asyncio.create_task(b.once(KEY, _value("waiter's result")))
         await until(lambda: refused >= 1, "b waits")
         server.kill()

@@ -18,11 +18,17 @@ and the status line, headers and body of every answer, failed or not. None
 may contain any of the secrets (nor the base64 ``user:secret`` a Basic
 ``Authorization`` header would carry). What gomirror sent elsewhere is
 checked too: the webhook and the mirror never see the other credentials.
+
+A second test does the same for storage credentials: S3 keys with an
+unreachable endpoint (start-up fails) and a Redis password with Redis down.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,4 +242,87 @@ attempts = 1
     # The checks can see a credential: the mirror did get its own, as Basic auth.
     assert forms(SECRETS["upstream"])[1] in out.texts["requests the mirror received"]
     leaks = out.leaks(allowed={"requests the mirror received": {"upstream"}})
+    assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks)
+
+
+STORAGE_SECRETS = {
+    "s3 access key": "AKIDs3cr3tak",
+    "s3 secret key": "s3cr3t-s3key",
+    "redis password": "s3cr3t-redis",
+}
+
+
+def storage_leaks(name: str, text: str) -> list[str]:
+    out = []
+    for what, secret in STORAGE_SECRETS.items():
+        if secret in text:
+            i = text.index(secret)
+            out.append(f"{what} in {name}: ...{text[max(0, i - 160) : i + 40]!r}")
+    return out
+
+
+def test_storage_credentials_never_reach_the_log(tmp_path: Path, corpus: Corpus) -> None:
+    """S3 keys (the bucket's endpoint refuses) and a Redis password (Redis refuses), at debug level."""
+    dead = free_port()
+    s3 = tmp_path / "s3.toml"
+    s3.write_text(
+        f"""
+[storage]
+storage = "s3"
+s3_endpoint = "http://127.0.0.1:{dead}"
+s3_bucket = "gomirror-test"
+s3_access_key = "{STORAGE_SECRETS["s3 access key"]}"
+s3_secret_key = "{STORAGE_SECRETS["s3 secret key"]}"
+"""
+    )
+    # Start-up checks the bucket and fails: its message, and every debug line before it.
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gomirror.cli.main",
+            "serve",
+            "--config",
+            str(s3),
+            "--cache-dir",
+            str(tmp_path / "s3-cache"),
+            "--listen",
+            "127.0.0.1:0",
+            "--sumdb",
+            "off",
+            "--upstream",
+            "off",
+            "--log-level",
+            "debug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("GOMIRROR_", "AWS_"))},
+    )
+    assert run.returncode != 0 and "s3_bucket" in run.stderr, run.stderr[-2000:]
+    leaks = storage_leaks("serve's output with an unreachable S3 endpoint", run.stdout + run.stderr)
+
+    redis = tmp_path / "redis.toml"
+    redis.write_text(
+        f'[storage]\nredis_url = "redis://:{STORAGE_SECRETS["redis password"]}@127.0.0.1:{dead}/0"\n'
+    )
+    (tmp_path / "redis").mkdir()
+    with UpstreamSimulator(corpus, name="mirror") as up:
+        proc = GomirrorProcess(
+            tmp_path / "redis", upstream=up.url, extra_args=["--config", str(redis)]
+        )
+        with proc:
+            for path in (
+                f"/{HONEST}/@v/{V}.info",
+                f"/{HONEST}/@v/{V}.zip",
+                "/readyz",
+                "/metrics",
+                "/-/status.json",
+            ):
+                status, headers, body = proc.get(path, timeout=60)
+                leaks += storage_leaks(
+                    f"answer to GET {path}", f"{status} {headers} {body.decode('utf-8', 'replace')}"
+                )
+        leaks += storage_leaks("log with an unreachable Redis", proc.log())
     assert not leaks, f"{len(leaks)} leaks:\n" + "\n".join(leaks)

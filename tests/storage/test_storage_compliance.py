@@ -429,11 +429,19 @@ def files_under(root: Path) -> set[str]:
 
 
 async def fill_up(
-    st: Storage, tmp_path: Path, key: str, leaves_nothing: Callable[[], Awaitable[None]]
+    st: Storage,
+    tmp_path: Path,
+    key: str,
+    leaves_nothing: Callable[[], Awaitable[None]],
+    measure: Callable[[], None] = lambda: None,
 ) -> None:
-    """Writes too big for the space left raise StorageFull, keep the old object, litter nothing."""
+    """Writes too big for the space left raise StorageFull, keep the old object, litter nothing.
+
+    ``measure`` runs once the old object is stored; ``leaves_nothing`` after the failures.
+    """
     try:
         await st.put_bytes(key, b"old\n")
+        measure()
         src = tmp_path / "big.zip"  # on another file system: it must be copied in
         src.write_bytes(os.urandom(2 * SMALL_FS_BYTES))
         with pytest.raises(StorageFull):
@@ -473,10 +481,10 @@ def test_a_full_disk_raises_storage_full_and_leaves_nothing_behind(
         return
     small_fs: Path = request.getfixturevalue("small_fs")
     st = make_backend(backend, small_fs / "cache")
-    free = free_bytes(small_fs)
+    free: list[int] = []
 
     async def no_partial_file() -> None:
         assert files_under(small_fs) == {f"cache/{key}"}
-        assert free_bytes(small_fs) >= free  # the space is back
+        assert free_bytes(small_fs) >= free[0]  # the space is back
 
-    run(fill_up(st, tmp_path, key, no_partial_file))
+    run(fill_up(st, tmp_path, key, no_partial_file, lambda: free.append(free_bytes(small_fs))))

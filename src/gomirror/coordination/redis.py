@@ -342,6 +342,7 @@ class RedisCoordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self.link.close()
+        await self._local.close()
 
     # --- one run ---------------------------------------------------------
 
@@ -475,12 +476,13 @@ class RedisCoordinator:
             pubsub = self.link.client.pubsub()
             try:
                 await pubsub.subscribe(RELEASED_CHANNEL)
-                self._subscribed = True
                 while True:
-                    msg = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=LISTEN_POLL
-                    )
-                    if msg is not None and msg.get("type") == "message":
+                    msg = await pubsub.get_message(timeout=LISTEN_POLL)
+                    if msg is None:
+                        continue
+                    if msg.get("type") == "subscribe":
+                        self._subscribed = True  # the server confirmed: no release is missed now
+                    elif msg.get("type") == "message":
                         data = msg.get("data")
                         name = (
                             data.decode(errors="replace") if isinstance(data, bytes) else str(data)
@@ -488,12 +490,13 @@ class RedisCoordinator:
                         wake = self._waiting.get(name)
                         if wake is not None:
                             wake.set()
-            except ERRORS as e:
-                # Waiters fall back to short polls; the link's probe finds Redis again.
+            except Exception as e:
+                # Only latency depends on this task: waiters fall back to short
+                # polls, and the link's probe finds Redis again.
                 log.debug("redis release notifications stopped", extra={"error": _describe(e)})
             finally:
                 self._subscribed = False
-                with contextlib.suppress(*ERRORS):
+                with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await self.link.wait_healthy()
             await asyncio.sleep(self.link.reconnect_interval)  # do not spin on a broken subscribe

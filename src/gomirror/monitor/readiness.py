@@ -44,8 +44,10 @@ class Readiness:
         *,
         has_direct: bool,
         interval: float = 5.0,
+        degraded: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._degraded = degraded
         self._cache = cache
         self._health = health
         self._mirrors = list(mirrors)
@@ -79,6 +81,8 @@ class Readiness:
             routes_ok, route_line = False, "upstream: every mirror is down"
         else:
             routes_ok, route_line = False, "upstream: none configured (off)"
-        return ReadyState(
-            self._storage_ok and routes_ok, (self._storage_line, route_line), self._full
-        )
+        lines = [self._storage_line, route_line]
+        if self._degraded is not None and self._degraded():
+            # Still ready: serving goes on with local coordination, only less shared.
+            lines.append("coordination: degraded: redis unreachable, coordinating locally")
+        return ReadyState(self._storage_ok and routes_ok, tuple(lines), self._full)

@@ -97,6 +97,7 @@ class S3Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     max_connections: int = 64
+    max_attempts: int = 3  # per request, with botocore's backoff; 5xx, throttling, resets
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ class S3Storage:
         config = AioConfig(
             signature_version="s3v4" if s.signature == "v4" else "s3",
             s3={"addressing_style": s.addressing},
-            retries={"mode": "standard", "max_attempts": 3},
+            retries={"mode": "standard", "max_attempts": s.max_attempts},
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
             max_pool_connections=s.max_connections,

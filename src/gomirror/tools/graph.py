@@ -11,9 +11,11 @@ module is pruned: starting from the main modules' requirements it reads every
 required version's ``.mod`` (through ``read_mod``, concurrently) and follows
 its requirements, applying only the main modules' ``replace`` and
 ``exclude`` (as Go does): a replaced version is read from its replacement (a
-module version, or a local directory whose go.mod is read from disk), and an
-excluded version is replaced by the next higher listed version that is not
-excluded (``list_versions``), or dropped when there is none. The result is
+module version, or a local directory whose go.mod is read from disk). A
+requirement on an excluded version is never read; its module's next higher
+listed version that is not excluded (``list_versions``) is walked instead,
+which is what go before 1.16 used, and what ``go get`` or ``go mod tidy``
+add once go 1.16+ has dropped the requirement. The result is
 every module version whose ``.mod`` may be read (``versions``), and those
 whose zips a build needs (``zips``): the highest version of each module (the
 MVS choice), each main module's direct requirements (a pruned graph may
