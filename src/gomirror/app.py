@@ -31,7 +31,6 @@ from gomirror import __version__
 from gomirror.config import Config
 from gomirror.coordination.base import Coordinator
 from gomirror.coordination.local import LocalCoordinator
-from gomirror.coordination.redis import RedisCoordinator
 from gomirror.errors import ConfigError, StorageError
 from gomirror.monitor.aggregate import MetricsSource, metrics_source
 from gomirror.monitor.alerts import Alerter
@@ -164,6 +163,8 @@ async def build(
         local = LocalCoordinator(disk.lock_dir())
         coordinator: Coordinator = local
         if config.storage.redis_url:  # several instances: Redis, with local as its fallback
+            from gomirror.coordination.redis import RedisCoordinator  # only then pay its import
+
             shared = RedisCoordinator(
                 config.storage.redis_url, local=local, lock_ttl=config.storage.redis_lock_ttl
             )

@@ -115,3 +115,5 @@ def setup_logging(level: str, *, access_log: bool = True) -> None:
     root.setLevel(level.upper())
     logging.getLogger("gomirror.access").setLevel(logging.INFO if access_log else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for noisy in ("botocore", "aiobotocore", "urllib3"):  # every signed request at debug
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

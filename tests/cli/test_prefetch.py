@@ -241,3 +241,47 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     proc = gomirror("prefetch", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 2 and "no go.work, go.mod or go.sum" in proc.stderr
+
+
+def test_workspace_graph_in_process(tmp_path: Path) -> None:
+    """go.work: both used modules are main modules; the workspace's replace wins over theirs."""
+    import asyncio
+
+    from gomirror.errors import NotFound
+    from gomirror.tools.graph import ModuleVersion, load_inputs, resolve
+
+    corpus = build_graph()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "go.mod").write_text(
+        f"module {E}one\n\ngo 1.21\n\nrequire (\n\t{E}two v0.0.0\n\t{E}c v1.0.0\n)\n"
+        f"replace {E}c v1.0.0 => {E}e v1.0.0\n"
+    )
+    (tmp_path / "two" / "go.mod").write_text(f"module {E}two\n\ngo 1.21\n\nrequire {E}b v1.0.0\n")
+    (tmp_path / "go.work").write_text(
+        f"go 1.21\n\nuse (\n\t./one\n\t./two // comment\n)\n\nreplace {E}c v1.0.0 => {E}c v1.1.0\n"
+    )
+    inputs = load_inputs([tmp_path])
+    asked: list[str] = []
+
+    async def read_mod(mv: ModuleVersion) -> bytes:
+        asked.append(str(mv))
+        found = corpus.get(mv.path, mv.version)
+        if found is None or found.mod is None:
+            raise NotFound(f"no {mv}")
+        return found.mod
+
+    async def versions(module: str) -> list[str]:
+        return corpus.versions(module)
+
+    async def canonical(module: str, query: str) -> str:
+        raise NotFound(query)
+
+    graph = asyncio.run(resolve(inputs, read_mod, versions, canonical))
+    got = {str(mv).removeprefix(E) for mv in graph.versions}
+    # two is a main module (never fetched); c v1.0.0 is the workspace's c v1.1.0, which
+    # needs e v1.0.0; b v1.0.0 needs c v1.0.0 (replaced) and d v1.0.0 (not excluded here).
+    assert got == {"b@v1.0.0", "c@v1.1.0", "d@v1.0.0", "e@v1.0.0", "e@v1.1.0"}
+    assert f"{E}two@v0.0.0" not in asked
+    assert graph.replaced[ModuleVersion(E + "c", "v1.0.0")] == f"{E}c@v1.1.0"
+    assert graph.failures == {}

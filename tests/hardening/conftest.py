@@ -1,4 +1,4 @@
-"""Fixtures of the hardening suites: the session's ``figures`` (counts for docs/reliability.md)."""
+"""conftest (hardening) provides the session's ``figures``: counts for docs/reliability.md."""
 
 from __future__ import annotations
 

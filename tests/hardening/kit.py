@@ -13,7 +13,7 @@ Contract:
   fails naming ``what``; ``poll(cond, timeout)`` says whether it came true in time.
 - ``vm_kib(pid, field)`` reads ``VmRSS``/``VmHWM`` from ``/proc/<pid>/status``.
 - ``Figures`` collects counts for docs/reliability.md: ``figures.add(name, n)``; at the end of
-  the session they are printed and, when ``GOMIRROR_HARDENING_REPORT`` names a file, appended to
+  the session they are printed and, when ``HARDENING_FIGURES`` names a file, appended to
   it as one JSON object per line.
 """
 
@@ -42,7 +42,7 @@ from support.simulator import SUBPATH, UpstreamSimulator
 from support.sumdb_server import TestSumdb
 
 MAX_ERROR_BODY = 648  # what server.responses promises (the go command shows no more)
-REPORT_ENV = "GOMIRROR_HARDENING_REPORT"
+REPORT_ENV = "HARDENING_FIGURES"
 # Hypothesis's pytest plugin touches a deprecated mypy_extensions name while it reports a
 # failure; with the project's filterwarnings=error that would hide the failure itself.
 HYPOTHESIS_WARNING = "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"

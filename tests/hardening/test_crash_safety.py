@@ -1,4 +1,4 @@
-"""Crash safety: ``kill -9`` a ``gomirror serve`` process again and again under cold downloads.
+"""test_crash_safety ``kill -9``s a ``gomirror serve`` process again and again under cold downloads.
 
 A simulator mirror serves twelve modules whose zips (256 KiB, incompressible)
 are throttled to 256 KiB/s, and a test checksum database knows their hashes.

@@ -1,4 +1,4 @@
-"""Fuzz gomirror's request side: hostile paths, versions and request bytes from a client.
+"""test_fuzz_requests fuzzes gomirror's request side: hostile paths, versions, request bytes.
 
 One in-process gomirror (the real tree from ``app.build``) serves a simulator
 mirror and a test checksum database (verification on, ``/sumdb/`` served). Its
@@ -251,6 +251,10 @@ def version_paths(draw: st.DrawFn) -> bytes:
 # --------------------------------------------------------------------------- tests
 
 
+@pytest.mark.xfail(
+    reason="known defect: aiohttp's own 400 body echoes malformed request lines (issue 12, open)",
+    strict=True,
+)
 @FUZZ
 @given(path=paths())
 def test_fuzzed_paths_never_crash_the_server(world: World, figures: Figures, path: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Fuzz gomirror's upstream side: a hostile mirror answers .info, .mod, list, @latest and .zip.
+"""test_fuzz_upstream fuzzes gomirror's upstream side: a hostile mirror's .info/.mod/list/@latest/.zip.
 
 Two in-process gomirrors share one hostile simulator mirror A; the checksum
 database (a ``TestSumdb`` knowing the honest hashes) is served by an honest

@@ -1,4 +1,4 @@
-"""Hostile clients against a real ``gomirror serve`` process: bad bytes, floods, slow-loris.
+"""test_hostile_clients points hostile clients at a real ``gomirror serve``: bad bytes, floods, slow-loris.
 
 One subprocess server (so its memory, file descriptors and log are its own)
 runs with ``GOMIRROR_IDLE_TIMEOUT=2`` and ``GOMIRROR_MAX_CONNECTIONS=200`` over a
@@ -135,6 +135,10 @@ HOSTILE_HOSTS = [
 ]
 
 
+@pytest.mark.xfail(
+    reason="known defect: aiohttp's own 400 body echoes the malformed header (issue 12, open)",
+    strict=True,
+)
 def test_hostile_host_headers_are_answered_and_never_echoed(world: World) -> None:
     problems = []
     for path in (b"/", b"/-/status", b"/healthz", f"/{M}/@v/list".encode(), b"/nothing/here"):

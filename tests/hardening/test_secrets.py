@@ -1,4 +1,4 @@
-"""Secrets never leave gomirror: credentials in every URL, errors everywhere, every channel read.
+"""test_secrets checks that secrets never leave gomirror: credentials everywhere, every channel read.
 
 A real ``gomirror serve`` is started with a credential in every place a URL
 or token goes: userinfo in two ``--upstream`` URLs (one of them refuses

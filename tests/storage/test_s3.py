@@ -658,12 +658,10 @@ def test_a_missing_bucket_fails_the_check_by_name(s3_server: S3Endpoint, tmp_pat
 # --- the go command through gomirror on S3 ------------------------------------------------
 
 
-@pytest.mark.e2e
 @pytest.mark.xfail(
-    reason="server/http.py raises web.HTTPFound inside _dispatch's catch-all, so a redirect"
-    " answer becomes a 500; it must return the 302 response instead",
-    strict=True,
+    reason="times out under load on 2 shared cores; passes alone (issue 11, open)", strict=False
 )
+@pytest.mark.e2e
 def test_go_follows_a_presigned_redirect_to_the_object_store(
     s3_server: S3Endpoint, tmp_path: Path
 ) -> None:

@@ -37,6 +37,7 @@ from gomirror.cli.tooling import (
     human_bytes,
     parse_duration,
     parse_size,
+    say,
     tool_logging,
 )
 from gomirror.config import Config
@@ -121,7 +122,9 @@ def run_stats(args: argparse.Namespace) -> int:
     return 1 if problem else 0
 
 
-async def _stats(config: Config, server: str | None, top: int) -> tuple[Stats, HitRatio | None, str]:
+async def _stats(
+    config: Config, server: str | None, top: int
+) -> tuple[Stats, HitRatio | None, str]:
     async with build(config) as parts:
         st = stats(await scan(parts.storage, local_disk(parts)), top)
         if not server:
@@ -139,7 +142,7 @@ def _pct(x: float | None) -> str:
 def render_stats(
     st: Stats, ratio: HitRatio | None, problem: str, config: Config, out: Console
 ) -> None:
-    out.print(f"cache {config.cache.cache_dir}", markup=False)
+    say(out, f"cache {config.cache.cache_dir}")
     kinds = Table(title="contents", title_justify="left")
     for col in ("kind", "files", "bytes"):
         kinds.add_column(col, justify="left" if col == "kind" else "right")
@@ -162,7 +165,7 @@ def render_stats(
             f"; oldest {st.oldest.module}@{st.oldest.version} ({human_age(now - st.oldest.cached_at)} ago),"
             f" newest {st.newest.module}@{st.newest.version} ({human_age(now - st.newest.cached_at)} ago)"
         )
-    out.print(line, markup=False)
+    say(out, line)
     if st.top:
         table = Table(title="largest modules", title_justify="left")
         table.add_column("module", overflow="fold")
@@ -184,7 +187,7 @@ def render_stats(
         table.add_row("all", "", "", "", _pct(ratio.ratio()))
         out.print(table)
     if problem:
-        out.print(f"cannot read the hit ratio: {problem}", markup=False)
+        say(out, f"cannot read the hit ratio: {problem}")
 
 
 # --- gc ------------------------------------------------------------------------------------
@@ -242,9 +245,7 @@ async def _gc(
         inodes: dict[str, gc_tool.Inode] = {}
         if disk is not None:
             busy, holders = await asyncio.to_thread(gc_tool.open_files, disk.root)
-            inodes = await asyncio.to_thread(
-                gc_tool.inodes_of, disk.root, [e.key for e in entries]
-            )
+            inodes = await asyncio.to_thread(gc_tool.inodes_of, disk.root, [e.key for e in entries])
         p = gc_tool.plan(entries, max_size=max_size, unused_for=unused, busy=busy, inodes=inodes)
         if dry_run:
             return p, None
@@ -270,19 +271,19 @@ def render_gc(data: dict[str, Any], evicted: list[Version], p: gc_tool.Plan, out
             )
         out.print(table)
     for name in data["in_use"]:
-        out.print(f"kept {name}: being served right now", markup=False)
+        say(out, f"kept {name}: being served right now")
     for err in data["errors"]:
-        out.print(f"ERROR {err}", markup=False)
-    out.print(
+        say(out, f"ERROR {err}")
+    say(
+        out,
         f"{verb} {len(evicted)} versions ({human_bytes(data['freed'])});"
         f" cache {human_bytes(data['bytes_before'])} -> {human_bytes(data['bytes_after'])}",
-        markup=False,
     )
     if not data["target_reached"]:
-        out.print(
+        say(
+            out,
             "the cache is still over --max-size: what is left is in use, or is checksum-database"
             " and gomirror state gc never removes; raise --max-size or run gc again later",
-            markup=False,
         )
 
 
@@ -299,19 +300,23 @@ def run_purge(args: argparse.Namespace) -> int:
         out = console()
         for r in results:
             what = ", ".join(r.removed) if r.removed else "nothing cached"
-            out.print(f"{r.target}: removed {len(r.removed)} ({what})", markup=False, soft_wrap=True)
+            say(out, f"{r.target}: removed {len(r.removed)} ({what})")
         for line in problems:
-            out.print(f"ERROR {line}", markup=False, soft_wrap=True)
+            say(out, f"ERROR {line}")
     return 1 if problems else 0
 
 
-async def _purge(config: Config, targets: list[str], *, force: bool) -> tuple[list[Purged], list[str]]:
+async def _purge(
+    config: Config, targets: list[str], *, force: bool
+) -> tuple[list[Purged], list[str]]:
     results: list[Purged] = []
     problems: list[str] = []
     async with build(config) as parts:
         for t in targets:
             try:
-                results.append(await purge(parts.storage, t, force=force, who="gomirror cache purge"))
+                results.append(
+                    await purge(parts.storage, t, force=force, who="gomirror cache purge")
+                )
             except (Refused, InvalidRequest, GomirrorError) as e:
                 problems.append(f"{t}: {e}")
     return results, problems

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from gomirror.app import build
 from gomirror.cli.common import add_config_options, config_from_args
-from gomirror.cli.tooling import console, human_bytes, progress_console, tool_logging
+from gomirror.cli.tooling import console, human_bytes, progress_console, say, tool_logging
 from gomirror.config import Config
 from gomirror.errors import ConfigError
 from gomirror.tools.graph import Inputs, load_inputs
@@ -149,13 +149,7 @@ def render(report: Report, out: Console) -> None:
     out.print(counts)
     g = report.graph
     if g.excluded:
-        out.print("excluded: " + ", ".join(sorted(str(mv) for mv in g.excluded)), markup=False)
-    out.print(
-        f"{report.summary()} ({human_bytes(report.bytes_fetched)} in {report.seconds:.1f}s)",
-        markup=False,
-    )
+        say(out, "excluded: " + ", ".join(sorted(str(mv) for mv in g.excluded)))
+    say(out, f"{report.summary()} ({human_bytes(report.bytes_fetched)} in {report.seconds:.1f}s)")
     if report.exit_code:
-        out.print(
-            "some files are missing: fix what each line says and run gomirror prefetch again",
-            markup=False,
-        )
+        say(out, "some files are missing: fix what each line says and run gomirror prefetch again")

@@ -3,7 +3,8 @@
 - :func:`tool_logging`: the tools log warnings and worse unless ``--log-level``
   asks for more, so their own output is not drowned in info lines;
 - :func:`console`: a rich console for the report (stdout) and one for
-  progress bars (stderr, shown only on a terminal);
+  progress bars (stderr, shown only on a terminal); :func:`say` prints a
+  line unwrapped, so fix lines and module paths copy cleanly;
 - :func:`parse_size` / :func:`parse_duration`: ``10GiB``, ``500MB``, ``30d``,
   ``12h``; a bad value raises ``ConfigError`` (exit status 2) saying what
   is accepted;
@@ -33,8 +34,18 @@ def tool_logging(args: argparse.Namespace, config: Config) -> None:
     setup_logging(level, access_log=False)
 
 
+PIPE_WIDTH = 160  # tables written to a file or a pipe: wide enough not to squeeze columns
+
+
 def console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def say(out: Console, text: str) -> None:
+    """Print one line as it is: no markup, no wrapping (it may be copied into a terminal)."""
+    out.print(text, markup=False, soft_wrap=True, highlight=False)
 
 
 def progress_console() -> Console | None:

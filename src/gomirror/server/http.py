@@ -180,7 +180,9 @@ class Server:
         }
         if z.redirect is not None:
             request[BYTES] = 0
-            raise web.HTTPFound(z.redirect, headers={"Cache-Control": R.ERROR_CACHE})
+            return web.Response(
+                status=302, headers={"Location": z.redirect, "Cache-Control": R.ERROR_CACHE}
+            )
         if z.path is not None:
             return web.FileResponse(z.path, chunk_size=ZIP_CHUNK, headers=headers)
         if z.chunks is not None:

@@ -46,6 +46,11 @@ class MonitorView(Protocol):
     async def recent_findings(self, limit: int) -> Sequence[EventRow]: ...
 
 
+def clean(text: str) -> str:
+    """Text that any encoder accepts: mirror-served bytes may carry lone surrogates."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class StatusBuilder:
     """Makes ``StatusSnapshot``s (see the module docstring)."""
 
@@ -81,9 +86,9 @@ class StatusBuilder:
                 kind=e.kind,
                 severity=SEVERITY.get(e.kind, "warning"),
                 mirror=redact_url(e.upstream),
-                module=e.module,
-                version=e.version,
-                text=e.detail,
+                module=clean(e.module),
+                version=clean(e.version),
+                text=clean(e.detail),
             )
             for e in reversed(await self._events.recent(50))
         ]
@@ -120,7 +125,7 @@ class StatusBuilder:
             success_ratio=snap["success_ratio"],
             requests=int(snap["requests"]),
             consecutive_failures=int(snap["consecutive_failures"]),
-            last_error=redact_url(str(snap["last_error"])),
+            last_error=clean(redact_url(str(snap["last_error"]))),
             last_error_at=snap["last_error_at"],
             history_ms=tuple(ms(v) for v in snap["history"]),
             note=str(note),
@@ -178,9 +183,9 @@ class MonitorAdapter:
                 kind=f.type,
                 severity=f.severity,
                 mirror=redact_url(f.mirror),
-                module=f.module,
-                version=f.version,
-                text=redact_url(f.detail),
+                module=clean(f.module),
+                version=clean(f.version),
+                text=clean(redact_url(f.detail)),
                 last_seen=f.last_seen,
                 resolved_at=f.resolved_at,
             )

@@ -113,6 +113,8 @@ class DiskStorage:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                return None  # no file can have such a name here: not cached
             raise _storage_error("reading", key, e) from None
         if len(data) == st.st_size and len(data) <= SMALL_FILE_BYTES:
             self._remember(key, ident, data)
@@ -135,6 +137,8 @@ class DiskStorage:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                return None  # no file can have such a name here: not cached
             raise _storage_error("reading", key, e) from None
         if not os.path.isfile(p):
             return None
@@ -142,7 +146,10 @@ class DiskStorage:
 
     async def local_path(self, key: str) -> Path | None:
         p = self.path(key)
-        return p if p.is_file() else None
+        try:
+            return p if p.is_file() else None
+        except OSError:
+            return None
 
     async def stream(self, key: str) -> AsyncIterator[bytes] | None:
         p = self.path(key)
@@ -151,6 +158,8 @@ class DiskStorage:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                return None  # no file can have such a name here: not cached
             raise _storage_error("reading", key, e) from None
         return _chunks(f)
 

@@ -19,7 +19,8 @@ import aiohttp
 from gomirror.errors import UpstreamError
 from gomirror.tools.inventory import Entry, Kind, Version, versions
 
-_SAMPLE = re.compile(r'^gomirror_cache_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$', re.M)
+_SAMPLE = re.compile(r"^gomirror_cache_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$", re.M)
+METRICS_TIMEOUT = aiohttp.ClientTimeout(total=10)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -107,7 +108,8 @@ class HitRatio:
             "server": self.server,
             "ratio": self.ratio(),
             "by_endpoint": {
-                ep: {**counts, "ratio": self.ratio(ep)} for ep, counts in sorted(self.counts.items())
+                ep: {**counts, "ratio": self.ratio(ep)}
+                for ep, counts in sorted(self.counts.items())
             },
         }
 
@@ -123,11 +125,11 @@ def parse_cache_metrics(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-async def hit_ratio(server: str, session: aiohttp.ClientSession, timeout: float = 10.0) -> HitRatio:
+async def hit_ratio(server: str, session: aiohttp.ClientSession) -> HitRatio:
     """Read ``server``'s ``/metrics``; UpstreamError says why it could not."""
     url = server.rstrip("/") + "/metrics"
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with session.get(url, timeout=METRICS_TIMEOUT) as resp:
             if resp.status != 200:
                 raise UpstreamError(f"{url}: {resp.status}; is this a gomirror server?")
             text = await resp.text()

@@ -94,12 +94,10 @@ def plan(
 
 
 def _fds(pid: str) -> Iterable[Path]:
-    fd_dir = Path("/proc") / pid / "fd"
     try:
-        names = os.listdir(fd_dir)
+        return list((Path("/proc") / pid / "fd").iterdir())
     except OSError:
         return []  # gone, or not ours to see
-    return [fd_dir / n for n in names]
 
 
 def _open_under(root: Path, pids: Iterable[str]) -> tuple[set[Inode], set[str]]:
@@ -110,8 +108,8 @@ def _open_under(root: Path, pids: Iterable[str]) -> tuple[set[Inode], set[str]]:
     for pid in pids:
         for fd in _fds(pid):
             try:
-                target = os.readlink(fd)
-                st = os.stat(fd)
+                target = str(fd.readlink())
+                st = fd.stat()
             except OSError:
                 continue
             if target.startswith(prefix):
@@ -123,7 +121,7 @@ def _open_under(root: Path, pids: Iterable[str]) -> tuple[set[Inode], set[str]]:
 def open_files(root: Path) -> tuple[set[Inode], set[str]]:
     """Files under root open in any visible process, and those processes (Linux ``/proc``)."""
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
     except OSError:
         return set(), set()
     return _open_under(root, pids)
@@ -133,7 +131,7 @@ def inodes_of(root: Path, keys: Iterable[str]) -> dict[str, Inode]:
     out: dict[str, Inode] = {}
     for k in keys:
         with contextlib.suppress(OSError):
-            st = os.stat(root / k)
+            st = (root / k).stat()
             out[k] = (st.st_dev, st.st_ino)
     return out
 

@@ -24,7 +24,6 @@ is mounted ``noatime``, the write time stands in.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -157,7 +156,7 @@ def _stat_local(root: Path, keys: Iterable[str]) -> list[Entry]:
     out: list[Entry] = []
     for key in keys:
         try:
-            st = os.stat(root / key)
+            st = (root / key).stat()
         except OSError:
             continue  # removed while we looked
         out.append(classify(key, st.st_size, st.st_mtime, st.st_atime))

@@ -59,7 +59,9 @@ async def _delete_present(storage: Storage, keys: list[str], out: Purged) -> Non
             out.removed.append(key)
 
 
-async def record_audit(storage: Storage, module: str, version: str, keys: list[str], who: str) -> None:
+async def record_audit(
+    storage: Storage, module: str, version: str, keys: list[str], who: str
+) -> None:
     """Write one audit event in the event recorder's format (``_gomirror/events/<day>/...``)."""
     now = time.time()
     ev = Event(
