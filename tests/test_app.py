@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 
 from gomirror import app
-from gomirror.config import Config, load_config
+from gomirror.config import Config
 from gomirror.errors import ConfigError, NotFound
 from gomirror.upstream.chain import Chain
 from gomirror.upstream.router import Router
+from support.appconfig import quiet_config
 from support.corpus import Corpus
 from support.simulator import UpstreamSimulator
 
@@ -47,15 +48,7 @@ def sim(corpus: Corpus) -> Iterator[UpstreamSimulator]:
 
 
 def config(cache_dir: Path, upstream: str, **more: Any) -> Config:
-    overrides: dict[str, Any] = {
-        "cache_dir": str(cache_dir),
-        "upstream": upstream,
-        "sumdb": "off",
-        "listen": "127.0.0.1:0",
-        "access_log": "false",
-        **more,
-    }
-    return load_config(env={}, overrides=overrides)
+    return quiet_config(cache_dir, upstream, **more)
 
 
 def process_temp_dirs(cache_dir: Path) -> list[Path]:

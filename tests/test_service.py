@@ -27,9 +27,10 @@ from gomirror.errors import (
     UpstreamUnavailable,
 )
 from gomirror.service import Service
-from gomirror.storage.base import ObjectInfo, Storage
+from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
 from gomirror.upstream.base import Checked, Fetched, FirstByte
+from support.storagewrap import Passthrough
 
 M, V = "example.com/svc/mod", "v1.0.0"
 ESC = "example.com/svc/mod"
@@ -97,43 +98,6 @@ class FakeUpstream:
 
     async def close(self) -> None:
         pass
-
-
-class Passthrough:
-    """A Storage that forwards everything to a DiskStorage; subclasses change one thing."""
-
-    def __init__(self, inner: DiskStorage) -> None:
-        self.inner = inner
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
-
-    async def stat(self, key: str) -> ObjectInfo | None:
-        return await self.inner.stat(key)
-
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        await self.inner.put_bytes(key, data)
-
-    async def put_file(self, key: str, src: Path) -> None:
-        await self.inner.put_file(key, src)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        return self.inner.keys(prefix)
-
-    async def local_path(self, key: str) -> Path | None:
-        return await self.inner.local_path(key)
-
-    async def stream(self, key: str) -> AsyncIterator[bytes] | None:
-        return await self.inner.stream(key)
-
-    async def presign(self, key: str, expires: float) -> str | None:
-        return await self.inner.presign(key, expires)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class Recording(Passthrough):

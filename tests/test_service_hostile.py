@@ -28,9 +28,10 @@ import aiohttp
 import pytest
 
 from gomirror import app
-from gomirror.config import Config, load_config
+from gomirror.config import Config
 from gomirror.errors import InvalidContent, StorageFull
 from gomirror.monitor.events import EVENTS_PREFIX
+from support.appconfig import quiet_config
 from support.corpus import Corpus
 from support.simulator import UpstreamSimulator
 
@@ -64,16 +65,7 @@ def sim_b(corpus: Corpus) -> Iterator[UpstreamSimulator]:
 
 
 def config(cache_dir: Path, upstream: str, **more: Any) -> Config:
-    overrides: dict[str, Any] = {
-        "cache_dir": str(cache_dir),
-        "upstream": upstream,
-        "sumdb": "off",
-        "listen": "127.0.0.1:0",
-        "access_log": "false",
-        "monitor": "false",
-        **more,
-    }
-    return load_config(env={}, overrides=overrides)
+    return quiet_config(cache_dir, upstream, **{"monitor": "false", **more})
 
 
 async def event_docs(parts: app.Parts) -> list[str]:

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from gomirror import app
-from gomirror.config import load_config
+from support.appconfig import quiet_config
 from support.corpus import Corpus
 from support.simulator import UpstreamSimulator
 
@@ -41,15 +41,7 @@ def sim(corpus: Corpus) -> Iterator[UpstreamSimulator]:
 
 @asynccontextmanager
 async def server(tmp: Path, upstream: str, **more: Any) -> AsyncIterator[str]:
-    overrides: dict[str, Any] = {
-        "cache_dir": str(tmp / "cache"),
-        "upstream": upstream,
-        "sumdb": "off",
-        "listen": "127.0.0.1:0",
-        "access_log": "false",
-        **more,
-    }
-    cfg = load_config(env={}, overrides=overrides)
+    cfg = quiet_config(tmp / "cache", upstream, **more)
     async with app.build(cfg) as parts, app.serve(parts) as port:
         yield f"http://127.0.0.1:{port}"
 

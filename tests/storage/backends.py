@@ -15,14 +15,14 @@ an object store, without the network.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gomirror.storage.base import ObjectInfo, Storage
+from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
 from gomirror.storage.s3 import S3Settings, S3Storage
 from storage.s3server import S3Endpoint
+from support.storagewrap import Passthrough
 
 BACKENDS = ("disk", "stream-only", "s3")
 
@@ -58,42 +58,15 @@ class ScratchS3Storage(S3Storage):
         await self.scratch.close()
 
 
-class StreamOnlyStorage:
+class StreamOnlyStorage(Passthrough):
     """A Storage without local files: everything but ``local_path`` is the wrapped DiskStorage."""
 
     def __init__(self, root: Path) -> None:
-        self.inner = DiskStorage(root)
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
-
-    async def stat(self, key: str) -> ObjectInfo | None:
-        return await self.inner.stat(key)
-
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        await self.inner.put_bytes(key, data)
-
-    async def put_file(self, key: str, src: Path) -> None:
-        await self.inner.put_file(key, src)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def keys(self, prefix: str = "") -> AsyncIterator[str]:
-        return self.inner.keys(prefix)
+        super().__init__(DiskStorage(root))
 
     async def local_path(self, key: str) -> Path | None:
         self.inner.path(key)  # still reject hostile keys, as every other call does
         return None  # an object store has no local file to sendfile from
-
-    async def stream(self, key: str) -> AsyncIterator[bytes] | None:
-        return await self.inner.stream(key)
-
-    async def presign(self, key: str, expires: float) -> str | None:
-        return await self.inner.presign(key, expires)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def make_backend(name: str, root: Path, s3: S3Endpoint | None = None, **overrides: Any) -> Storage:
