@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,8 @@ from gomirror import __version__
 from gomirror.config import Config
 from gomirror.coordination.base import Coordinator
 from gomirror.coordination.local import LocalCoordinator
+from gomirror.coordination.negative import SharedNegatives
+from gomirror.coordination.sharedhealth import HealthSyncedUpstream, SharedHealth
 from gomirror.errors import ConfigError, StorageError
 from gomirror.monitor.aggregate import MetricsSource, metrics_source
 from gomirror.monitor.alerts import Alerter
@@ -41,14 +43,19 @@ from gomirror.monitor.findings import FindingStore
 from gomirror.monitor.metrics import Metrics
 from gomirror.monitor.observed import ObservedStorage, ObservedUpstream, ObservedVerifier
 from gomirror.monitor.popularity import Popularity, watch_set
-from gomirror.monitor.readiness import Readiness
+from gomirror.monitor.readiness import Reachable, Readiness
+from gomirror.predict import PredictingService, Predictor, predict_settings
+from gomirror.server.admin import AdminApi
+from gomirror.server.fastpath import FastPath, FastPathSite
 from gomirror.server.http import Server, SumdbHandler
 from gomirror.server.limits import limit_connections, raise_fd_limit
+from gomirror.server.protocol import QuietAppRunner
 from gomirror.server.status import MonitorAdapter, StatusBuilder
 from gomirror.server.status_page import SumdbStatus
 from gomirror.service import Service
 from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
+from gomirror.storage.lastuse import UseRecorder
 from gomirror.sumdb.client import SumdbClient
 from gomirror.upstream.base import Upstream
 from gomirror.upstream.chain import Chain
@@ -90,6 +97,9 @@ class Parts:
     popularity: Popularity
     alerter: Alerter
     monitor: ConsistencyMonitor | None
+    remote_storage: Reachable | None = None  # shared object storage /readyz must reach
+    predictor: Predictor | None = None  # what the server serves goes through it (gomirror.predict)
+    uses: UseRecorder | None = None  # records version reads for cache gc; touch(key) for hits served elsewhere
     stack: contextlib.AsyncExitStack = field(repr=False, default_factory=contextlib.AsyncExitStack)
 
 
@@ -157,11 +167,18 @@ async def build(
     async with contextlib.AsyncExitStack() as stack:
         disk = open_disk(config)
         stack.push_async_callback(disk.close)
-        metrics = Metrics()
+        instance = instance_name(config)
+        metrics = Metrics(instance=instance or None)
         source = await stack.enter_async_context(metrics_source(metrics, worker_group))
-        storage: Storage = ObservedStorage(await open_backend(config, disk, stack), metrics)
+        backend = await open_backend(config, disk, stack)
+        uses = UseRecorder(ObservedStorage(backend, metrics), interval=config.cache.last_use_flush)
+        uses.start()  # what is read, for cache gc, written in batches (storage.lastuse)
+        stack.push_async_callback(uses.stop)
+        storage: Storage = uses
         local = LocalCoordinator(disk.lock_dir())
         coordinator: Coordinator = local
+        negatives: SharedNegatives | None = None
+        shared_health: SharedHealth | None = None
         if config.storage.redis_url:  # several instances: Redis, with local as its fallback
             from gomirror.coordination.redis import RedisCoordinator  # only then pay its import
 
@@ -170,6 +187,10 @@ async def build(
             )
             await shared.start()  # unreachable: one warning and degraded; never raises
             coordinator = shared
+            metrics.watch_coordination(shared)
+            negatives = SharedNegatives(shared.state, config.cache.negative_ttl)
+            shared_health = SharedHealth(shared.state, instance or socket.gethostname())
+            stack.push_async_callback(shared_health.close)
         stack.push_async_callback(coordinator.close)
         events = EventRecorder(storage, metrics)
         session = aiohttp.ClientSession(
@@ -194,6 +215,10 @@ async def build(
         upstream, chains, raw_mirrors = _upstreams(
             config, session, verifier, health, metrics, events
         )
+        if shared_health is not None:  # instances agree which mirror is down
+            for name in mirror_names(config):
+                shared_health.attach(health.get(name))
+            upstream = HealthSyncedUpstream(upstream, shared_health)
         stack.push_async_callback(upstream.close)
         service = Service(
             storage=storage,
@@ -206,7 +231,18 @@ async def build(
             on_cache_full=CacheFullReporter(metrics.registry).report,
             redirect_min_size=config.storage.redirect_min_size,
             redirect_expiry=config.storage.redirect_expiry,
+            shared_negatives=negatives,
         )
+        predictor: Predictor | None = None
+        if config.cache.predict != "off":
+            predictor = Predictor(
+                service,
+                storage,
+                predict_settings(config),
+                on_outcome=lambda o: metrics.predictions.labels(o).inc(),
+            )
+            metrics.watch_predictions(predictor.hit_ratio)
+            stack.push_async_callback(predictor.close)  # before the upstreams and storage close
         popularity = Popularity()
         alerter = await stack.enter_async_context(Alerter(config.monitor.alerts, session))
         consistency: ConsistencyMonitor | None = None
@@ -255,6 +291,9 @@ async def build(
             popularity=popularity,
             alerter=alerter,
             monitor=consistency,
+            remote_storage=backend if isinstance(backend, Reachable) else None,
+            predictor=predictor,
+            uses=uses,
             stack=stack,
         )
 
@@ -320,6 +359,15 @@ def _upstreams(
     return Router(public, private, config.direct.private), [public, private], mirrors
 
 
+def instance_name(config: Config) -> str:
+    """The ``instance`` label: as configured; else HOSTNAME:PORT when storage is shared; else none."""
+    if config.server.instance:
+        return config.server.instance
+    if config.storage.storage == "s3" or config.storage.redis_url:
+        return f"{socket.gethostname()}:{config.server.listen_port}"
+    return ""
+
+
 def mirror_names(config: Config) -> list[str]:
     """The configured mirrors' health-record names, in list order."""
     return [redact_url(e.target) for e in config.upstream.entries if not e.is_keyword]
@@ -372,13 +420,21 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
     """Serve HTTP on sock (or on the configured address) until the context exits; yield the port."""
     cfg = parts.config.server
     mirrors = mirror_names(parts.config)
+    fast = fast_path(parts) if cfg.fast_path else None
+    # A scrape first flushes the fast path's batched counts, so /metrics is never behind.
+    metrics_text: Callable[[], Awaitable[bytes]] = parts.metrics_source.render
+    if fast is not None:
+        metrics_text = fast.flushed(metrics_text)
     server = Server(
-        parts.service,
+        parts.service
+        if parts.predictor is None
+        else PredictingService(parts.service, parts.predictor),
         parts.metrics,
-        metrics_text=parts.metrics_source.render,
+        metrics_text=metrics_text,
         sumdb=parts.sumdb,
         access_log_enabled=cfg.access_log,
         requests=parts.popularity,
+        admin=AdminApi(parts.storage, parts.events, cfg.admin_token),
         status=StatusBuilder(
             health=parts.health,
             mirrors=mirrors,
@@ -386,7 +442,7 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
             events=parts.events,
             policy=parts.config.upstream.policy,
             sumdb=lambda: sumdb_status(parts),
-            metrics_text=parts.metrics_source.render,
+            metrics_text=metrics_text,
             monitor=MonitorAdapter(parts.monitor) if parts.monitor is not None else None,
         ),
         readiness=Readiness(
@@ -395,10 +451,14 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
             mirrors,
             has_direct=any(e.target == "direct" for e in parts.config.upstream.entries),
             degraded=lambda: bool(getattr(parts.coordinator, "degraded", False)),
+            remote=parts.remote_storage,
         ),
     )
-    runner = web.AppRunner(
-        server.app(),
+    application = server.app()
+    if fast is not None:
+        application.on_response_prepare.append(fast.learn)
+    runner = QuietAppRunner(  # fixed 400s for unparsable requests, never an echo
+        application,
         access_log=None,
         handle_signals=False,
         keepalive_timeout=cfg.idle_timeout,
@@ -414,7 +474,11 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
         if sock is None:
             sock = listen_socket(cfg.listen_host, cfg.listen_port, reuse_port=cfg.workers > 1)
         port = int(sock.getsockname()[1])
-        await web.SockSite(runner, sock).start()
+        if fast is not None:
+            fast.bind(runner.server)  # handovers get whatever handler the runner's server makes
+            await FastPathSite(runner, sock, fast).start()
+        else:
+            await web.SockSite(runner, sock).start()
         log.info(
             "listening",
             extra={
@@ -427,6 +491,21 @@ async def serve(parts: Parts, sock: socket.socket | None = None) -> AsyncIterato
         yield port
     finally:
         await runner.cleanup()
+
+
+def fast_path(parts: Parts) -> FastPath:
+    """The cache-hit fast path; it answers from local files only, so not for ``s3`` storage."""
+    cfg = parts.config
+    disk = parts.disk if cfg.storage.storage == "disk" else None
+    return FastPath(
+        parts.metrics,
+        locate=(lambda key: disk.path(key)) if disk is not None else (lambda key: None),
+        idle_timeout=cfg.server.idle_timeout,
+        max_connections=cfg.server.max_connections,
+        mutable_ttl=cfg.cache.mutable_ttl,
+        access_log_enabled=cfg.server.access_log,
+        requests=parts.popularity,
+    )
 
 
 async def run_forever(

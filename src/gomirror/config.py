@@ -48,6 +48,7 @@ from gomirror.upstream.redirects import MODES as REDIRECT_MODES
 DEFAULT_UPSTREAM = "https://goproxy.cn|https://mirrors.aliyun.com/goproxy/|https://proxy.golang.org"
 DEFAULT_SUMDB = "sum.golang.org"
 POLICIES = ("go", "failover", "fastest", "hedged")
+PREDICT_MODES = ("off", "mod", "mod+info", "mod+info+zip")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STORAGE_KINDS = ("disk", "s3")
 S3_ADDRESSING = ("path", "virtual")
@@ -183,6 +184,13 @@ def _parse_redis_url(v: Any) -> str:
             raise ValueError("the database after HOST[:PORT]/ must be a number")
     else:
         raise ValueError(_REDIS_URL_FORM)
+    return s
+
+
+def _parse_instance(v: Any) -> str:
+    s = _parse_str(v).strip()
+    if len(s) > 128 or not re.fullmatch(r"[A-Za-z0-9._:\[\]-]*", s):
+        raise ValueError("an instance name is up to 128 letters, digits and . _ : - [ ]")
     return s
 
 
@@ -456,6 +464,10 @@ class ServerSection:
     access_log: bool = True
     idle_timeout: float = 15.0
     max_connections: int = 4096
+    fast_path: bool = True
+    instance: str = ""  # empty: hostname:port (see app.instance_name)
+    # The admin endpoints' bearer token: left out of repr, never logged or shown.
+    admin_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +477,11 @@ class CacheSection:
     cache_dir: Path = field(default_factory=default_cache_dir)
     mutable_ttl: float = 60.0
     negative_ttl: float = 30.0
+    last_use_flush: float = 60.0
+    predict: str = "mod+info+zip"
+    predict_depth: int = 5
+    predict_concurrency: int = 16
+    predict_per_minute: int = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,6 +681,24 @@ SETTINGS: tuple[Setting, ...] = (
         flag=Flag("debug | info | warning | error", metavar="LEVEL"),
     ),
     Setting("access_log", "server", _parse_bool, "write one log line per request"),
+    Setting(
+        "fast_path",
+        "server",
+        _parse_bool,
+        "answer warm cache hits (`.info`, `.mod`, `.zip`, fresh `list`/`@latest`) from a lean HTTP/1.1 path below aiohttp, with the same bytes; every other request goes through the full server",
+    ),
+    Setting(
+        "instance",
+        "server",
+        _parse_instance,
+        "this instance's name: the `instance` label on every `/metrics` series and its name in shared state, so the metrics of several instances aggregate; empty: `HOSTNAME:PORT` when the instance shares storage with others (`s3` or `redis_url`), else no label (Prometheus adds its own)",
+    ),
+    Setting(
+        "admin_token",
+        "server",
+        _parse_secret,
+        "bearer token for the admin endpoints (`POST /-/admin/purge`); empty: they answer 404; never logged or shown",
+    ),
     # cache
     Setting(
         "cache_dir",
@@ -680,6 +715,36 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds `list`, `@latest` and query answers stay fresh",
     ),
     Setting("negative_ttl", "cache", _parse_float, "seconds a not-found answer is remembered"),
+    Setting(
+        "last_use_flush",
+        "cache",
+        _parse_float,
+        "seconds between two writes of the module versions read meanwhile (one small object under `_gomirror/lastuse/`), which `cache gc` uses as last access; `0`: only when the process stops",
+    ),
+    Setting(
+        "predict",
+        "cache",
+        _parse_choice(PREDICT_MODES),
+        "fetch in the background what the go command asks next: `mod`: the `.mod` of the requirements of each `.mod` served; `mod+info`: and their `.info`; `mod+info+zip`: and the `.zip` of each version whose `.info` was asked; `off`: nothing (private modules are never predicted)",
+    ),
+    Setting(
+        "predict_depth",
+        "cache",
+        _parse_int,
+        "levels of requirements predicted below a `.mod` a client asked for",
+    ),
+    Setting(
+        "predict_concurrency",
+        "cache",
+        _parse_int,
+        "predicted fetches run at once per process (a quarter of them kept for `.mod` files)",
+    ),
+    Setting(
+        "predict_per_minute",
+        "cache",
+        _parse_int,
+        "predicted fetches started per minute per process, at most; more are skipped",
+    ),
     # storage
     Setting(
         "storage",
@@ -924,7 +989,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "git_timeout", "direct", _parse_float, "seconds one git command may run in direct mode"
     ),
-    Setting("git_concurrency", "direct", _parse_int, "git processes run at once in direct mode"),
+    Setting(
+        "git_concurrency",
+        "direct",
+        _parse_int,
+        "git processes run at once in direct mode, shared round robin between repositories; one repository gets at most all but one of them",
+    ),
     Setting(
         "direct_rules",
         "direct",

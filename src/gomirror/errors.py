@@ -23,8 +23,11 @@ The tree::
     ├── VerificationError          content could not be proven to match the checksum database (502)
     │   ├── ChecksumMismatch       content differs from the database's record
     │   └── SumdbError             the database misbehaved: signature, fork, rollback, proof
-    └── StorageError               the cache backend failed (500)
-        └── StorageFull            no space left: serve without caching, say "cache full"
+    ├── StorageError               the cache backend failed (500)
+    │   └── StorageFull            no space left: serve without caching, say "cache full"
+    ├── Unauthorized               an admin request without credentials (401)
+    │   └── Forbidden              an admin request with wrong credentials (403)
+    └── Refused                    an operator action that needs ``force`` was asked without it (409)
 
 Two families matter to the upstream chain: ``NotFound`` is the only error Go's
 ``,`` separator falls through on, and ``InvalidContent``/``ChecksumMismatch``
@@ -125,3 +128,15 @@ class StorageError(GomirrorError):
 
 class StorageFull(StorageError):
     """The cache has no space left; content can still be streamed through uncached."""
+
+
+class Unauthorized(GomirrorError):
+    """An admin request carried no credentials (or not a bearer token)."""
+
+
+class Forbidden(Unauthorized):
+    """An admin request carried credentials that are not the configured token."""
+
+
+class Refused(GomirrorError):
+    """An operator action would drop verified immutable files and ``force`` was not given."""

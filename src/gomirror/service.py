@@ -14,7 +14,8 @@ answers. Every answer says how long it may be cached:
   why) when every upstream fails or the list is ``off``; a list or
   ``@latest`` is then also built from the versions the cache holds
   (``gomirror.offline``), even if it was never fetched;
-- not-found answers are remembered for ``negative_ttl`` seconds, and answers
+- not-found answers are remembered for ``negative_ttl`` seconds (and, with
+  ``shared_negatives``, published so every instance on one Redis sees them), and answers
   no upstream could serve correctly (invalid content, checksum mismatch) for
   ``bad_answer_ttl`` seconds: repeating the same error (a stale copy is still
   served) instead of asking the mirrors again for every request.
@@ -27,9 +28,12 @@ upstream and when; the sidecar is written first, so a file never exists
 without the facts it was stored with.
 
 When the cache has no space left (``StorageFull``), a small file that was
-fetched and checked is still answered, uncached (``pass``); a zip, which is
-downloaded to the cache's disk before it is checked, raises ``StorageFull``
-("cache full", 507). Each refused write is handed to ``on_cache_full``.
+fetched and checked is still answered, uncached (``pass``); so is a zip that
+was downloaded and verified but could not be stored: it is streamed from its
+temp file, held open (``gomirror.heldfile``) and removed once answered. A zip
+whose download itself cannot be written (the temp files live on the cache's
+disk) raises ``StorageFull`` ("cache full", 507). Each refused write is
+handed to ``on_cache_full``.
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gomirror.answers import IMMUTABLE, STALE, Answer, FileAnswer, Lifetime
 from gomirror.coordination.base import Coordinator
+from gomirror.coordination.negative import SharedNegatives
 from gomirror.errors import (
     ChecksumMismatch,
     GomirrorError,
@@ -55,6 +60,7 @@ from gomirror.errors import (
     UpstreamOff,
     VerificationError,
 )
+from gomirror.heldfile import HeldFile
 from gomirror.module.info import is_canonical_for
 from gomirror.module.paths import escape_path, escape_version
 from gomirror.offline import cached_latest, cached_list
@@ -105,6 +111,20 @@ def _fresh(err: GomirrorError) -> GomirrorError:
     return new
 
 
+class Endpoints(Protocol):
+    """The five protocol endpoints: what the HTTP layer serves (a ``Service``, or a wrapper of one)."""
+
+    async def list(self, module: str) -> Answer: ...
+
+    async def latest(self, module: str) -> Answer: ...
+
+    async def info(self, module: str, query: str) -> Answer: ...
+
+    async def mod(self, module: str, version: str) -> Answer: ...
+
+    async def zip(self, module: str, version: str) -> FileAnswer: ...
+
+
 class Service:
     """The proxy's core (see the module docstring)."""
 
@@ -121,6 +141,7 @@ class Service:
         on_cache_full: Callable[[str, StorageFull], None] | None = None,
         redirect_min_size: int = 0,
         redirect_expiry: float = 900.0,
+        shared_negatives: SharedNegatives | None = None,
     ) -> None:
         self.storage = storage
         self.redirect_min_size = redirect_min_size  # 0: never redirect
@@ -131,6 +152,7 @@ class Service:
         self.mutable_ttl = mutable_ttl
         self._negative = NegativeCache(negative_ttl)
         self._bad = NegativeCache(bad_answer_ttl)
+        self._shared_negatives = shared_negatives
         self._on_cache_full = on_cache_full
 
     # --- endpoints -------------------------------------------------------
@@ -169,19 +191,26 @@ class Service:
         hit = await self._zip_from_storage(key, "hit")
         if hit is not None:
             return hit
-        self._check_negative(key)
+        await self._check_negative(key)
 
-        async def fetch() -> FileAnswer:
-            again = await self._zip_from_storage(key, "hit")
-            if again is not None:
-                return again
-            await self._fetch_zip(module, version, key)
-            stored = await self._zip_from_storage(key, "miss")
-            if stored is None:
-                raise UpstreamError(f"{module}@{version}.zip vanished from the cache after writing")
-            return stored
+        async def fetch() -> str | HeldFile:
+            if await self.storage.stat(key) is not None:
+                return "hit"
+            held = await self._fetch_zip(module, version, key)
+            return "miss" if held is None else held  # held: verified, not cached (cache full)
 
-        return await self._remember_not_found(key, self.coordinator.once(key, fetch))
+        # The flight yields only "hit"/"miss": a stream from storage can be read
+        # once, so every caller opens its own after the shared fetch.
+        for _ in range(2):
+            # A second round when another writer replaced the sidecar between our two
+            # writes (instances without a shared lock, e.g. Redis down): it has settled.
+            cache = await self._remember_not_found(key, self.coordinator.once(key, fetch))
+            if isinstance(cache, HeldFile):  # each caller reads the held file on its own
+                return FileAnswer(cache.size, ZIP, IMMUTABLE, "pass", chunks=cache.chunks())
+            stored = await self._zip_from_storage(key, cache)
+            if stored is not None:
+                return stored
+        raise UpstreamError(f"{module}@{version}.zip vanished from the cache after writing")
 
     # --- zip -------------------------------------------------------------
 
@@ -205,21 +234,35 @@ class Service:
             return None
         return FileAnswer(len(body), ZIP, IMMUTABLE, kind, body=body)
 
-    async def _fetch_zip(self, module: str, version: str, key: str) -> None:
+    async def _fetch_zip(self, module: str, version: str, key: str) -> HeldFile | None:
+        """Download, verify and store the zip; when only storing fails, the held download."""
         dst = self._new_tmp()
+        held: HeldFile | None = None
         try:
             fetched = await self.upstream.zip(module, version, dst)
+            # Opened before storing: a failed store may remove the name, not the bytes.
+            held = HeldFile.open(dst)
             await self._put_sidecar(key, fetched)
             await self.storage.put_file(key, dst)
         except StorageFull as e:
             self._cache_full(key, e)
+            if held is not None:
+                log.warning("zip served uncached", extra={"key": key, "reason": "cache full"})
+                return held
             raise StorageFull(
                 f"no space left in the cache to download {module}@{version}.zip; "
                 "it is served again once space is freed"
             ) from None
+        except BaseException:
+            if held is not None:
+                held.close()
+            raise
         finally:
             with contextlib.suppress(OSError):
                 dst.unlink()
+        if held is not None:
+            held.close()
+        return None
 
     # --- shared flows ----------------------------------------------------
 
@@ -229,7 +272,7 @@ class Service:
         body = await self.storage.get(key)
         if body is not None:
             return Answer(body, content_type, IMMUTABLE, "hit")
-        self._check_negative(key)
+        await self._check_negative(key)
 
         async def fetch() -> Answer:
             again = await self.storage.get(key)
@@ -265,6 +308,11 @@ class Service:
 
         async def fetch() -> Answer:
             fetched = await fetch_upstream()
+            if fetched.stale_reason is not None:
+                # The upstream (another gomirror) answered from its own stale copy: pass it
+                # on as stale and keep nothing, so the next request asks again.
+                reason = f"{fetched.source}: {fetched.stale_reason}"
+                return Answer(fetched.body, content_type, STALE, "stale", reason)
             fresh = Lifetime.fresh(self.mutable_ttl)
             try:
                 await self.storage.put_bytes(key, fetched.body)
@@ -274,7 +322,7 @@ class Service:
             return Answer(fetched.body, content_type, fresh, "miss")
 
         try:
-            self._check_negative(key)  # inside: a remembered bad answer still gets the stale copy
+            await self._check_negative(key)  # inside: a remembered bad answer gets the stale copy
             return await self._remember_not_found(key, self.coordinator.once(key, fetch))
         except (UpstreamError, VerificationError, UpstreamOff) as e:
             # Offline (``off``, or every upstream failed): the stale copy, merged with what
@@ -292,8 +340,12 @@ class Service:
         if self._on_cache_full is not None:
             self._on_cache_full(key, err)
 
-    def _check_negative(self, key: str) -> None:
+    async def _check_negative(self, key: str) -> None:
         err = self._negative.get(key) or self._bad.get(key)
+        if err is None and self._shared_negatives is not None:
+            err = await self._shared_negatives.get(key)  # another instance's not-found
+            if err is not None:
+                self._negative.put(key, err)
         if err is not None:
             raise _fresh(err)
 
@@ -303,6 +355,8 @@ class Service:
             return await aw
         except NotFound as e:
             self._negative.put(key, e)
+            if self._shared_negatives is not None:
+                await self._shared_negatives.put(key, e)
             raise
         except (InvalidContent, ChecksumMismatch) as e:
             self._bad.put(key, e)

@@ -24,6 +24,7 @@ from gomirror.sumdb.transport import HttpSumdbTransport, database_routes
 from gomirror.sumdb.verifier import NoVerifier, SumdbVerifier
 from gomirror.upstream.base import Upstream
 from gomirror.upstream.direct import DirectConfig, DirectUpstream
+from gomirror.upstream.transfer import TransferLimits
 from gomirror.upstream.verified import Verifier
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,14 @@ def build_sumdb(
     clients = [
         SumdbClient(
             s.verifier_key,
-            HttpSumdbTransport(database_routes(s.name, s.url, mirrors), session, name=s.name),
+            HttpSumdbTransport(
+                database_routes(s.name, s.url, mirrors),
+                session,
+                name=s.name,
+                # A route is a third party like a mirror: the same redirect and rate rules.
+                limits=TransferLimits(cfg.upstream.min_transfer_rate, cfg.upstream.rate_grace),
+                follow_redirects=cfg.upstream.follow_redirects,
+            ),
             storage,
             events=events,
         )

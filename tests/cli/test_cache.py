@@ -8,7 +8,8 @@ last use. ``gc`` must evict exactly the least recently used versions, never
 the checksum-database state, and never a zip a slow client is still
 downloading (that client gets every byte); ``purge`` must make a new tag
 visible at once and delete verified files only with ``--force``, leaving an
-audit event.
+audit event. Reads answered from memory, which touch no file, still keep a
+version from ``gc --unused-for`` through the servers' batched read log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +115,11 @@ def world(tmp_path: Path) -> Iterator[World]:
     (tmp_path / "srv").mkdir()
     with db, UpstreamSimulator(corpus) as sim:
         mirror = GomirrorProcess(
-            tmp_path / "srv", upstream=sim.url, sumdb=f"{db.verifier_key} {db.url}"
+            tmp_path / "srv",
+            upstream=sim.url,
+            sumdb=f"{db.verifier_key} {db.url}",
+            # Reads recorded only at stop (ages stay as set); no predicted fetches (exact counts).
+            env={"GOMIRROR_LAST_USE_FLUSH": "0", "GOMIRROR_PREDICT": "off"},
         )
         with mirror:
             for path, version in VERSIONS:
@@ -242,6 +248,96 @@ def test_gc_never_evicts_a_zip_being_served(world: World) -> None:
     # Once nobody reads it, it can go.
     code, rep = world.cache_json("gc", "--max-size", "0")
     assert [e["module"] for e in rep["evicted"]] == [BIG] and rep["in_use"] == []
+
+
+def test_gc_while_clients_download(world: World) -> None:
+    """gc runs again and again while clients download a zip: every download is whole and right."""
+    want = world.corpus[(BIG, "v1.0.0")].zip
+    stop = threading.Event()
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            while not stop.is_set():
+                status, _, body = world.mirror.get(f"/{BIG}/@v/v1.0.0.zip")
+                results.append((status, body == want))
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    raced = 0
+    try:
+        for _ in range(4):
+            _, rep = world.cache_json("gc", "--max-size", "0")
+            assert rep["errors"] == [], rep
+            names = rep["in_use"] + [f"{e['module']}@{e['version']}" for e in rep["evicted"]]
+            raced += f"{BIG}@v1.0.0" in names
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    assert raced > 0  # gc met the zip while clients were downloading it
+    assert len(results) >= 4
+    assert all(r == (200, True) for r in results), [r for r in results if r != (200, True)]
+    status, _, body = world.mirror.get(f"/{BIG}/@v/v1.0.0.zip")
+    assert status == 200 and body == want
+
+
+def test_gc_keeps_versions_read_from_memory(world: World) -> None:
+    """Hits that touch no file (in-memory copies) still count as use, through the batched log."""
+    world.mirror.stop()  # flushes the reads it recorded
+    logs = sorted((world.cache / "_gomirror" / "lastuse").glob("*.json"))
+    assert logs, "the server recorded no reads"
+    old = time.time() - 100 * DAY
+    for f in logs:  # a hundred days pass without a read
+        doc = json.loads(f.read_text())
+        f.write_text(json.dumps({"versions": dict.fromkeys(doc["versions"], old)}))
+    for path, version in VERSIONS:
+        world.used(path, version, 100)
+    server = GomirrorProcess(
+        world.mirror.tmp,
+        upstream=world.sim.url,
+        cache_dir=world.cache,
+        sumdb=f"{world.db.verifier_key} {world.db.url}",
+        env={"GOMIRROR_LAST_USE_FLUSH": "0.2", "GOMIRROR_PREDICT": "off"},
+    )
+    mod = world.cache / escape_path(SMALL) / "@v" / "v1.0.0.mod"
+    with server:
+        assert server.get(f"/{SMALL}/@v/v1.0.0.mod")[0] == 200  # read from disk, then kept
+        st = mod.stat()
+        os.utime(mod, ns=(int(old * 1e9), st.st_mtime_ns))  # the file says: unused for 100 days
+        for _ in range(20):
+            status, headers, _ = server.get(f"/{SMALL}/@v/v1.0.0.mod")
+            assert status == 200 and headers["X-Gomirror-Cache"] == "hit"
+        assert mod.stat().st_atime < old + DAY  # memory hits left the file alone
+        vid = f"{escape_path(SMALL)}/@v/v1.0.0"
+        deadline = time.monotonic() + 20
+        while True:  # polling for the batched write, with a deadline
+            fresh = [
+                f
+                for f in (world.cache / "_gomirror" / "lastuse").glob("*.json")
+                if json.loads(f.read_text())["versions"].get(vid, 0) > old + DAY
+            ]
+            if fresh:
+                break
+            assert time.monotonic() < deadline, "the read was never recorded"
+            time.sleep(0.05)
+        code, dry = world.cache_json("gc", "--unused-for", "30d", "--dry-run")
+        assert code == 0, dry
+        evicted = {(e["module"], e["version"]) for e in dry["evicted"]}
+        assert (SMALL, "v1.0.0") not in evicted
+        assert {(MID, "v1.0.0"), (SMALL, "v1.1.0"), (BIG, "v1.0.0")} <= evicted
+        code, done = world.cache_json("gc", "--unused-for", "30d")
+        assert code == 0 and done["evicted"] == dry["evicted"]
+    assert len(world.version_files(SMALL, "v1.0.0")) == 5
+    # The log was compacted to what is left: one object, no evicted version in it.
+    left = [json.loads(f.read_text()) for f in (world.cache / "_gomirror/lastuse").glob("*.json")]
+    names = {v for doc in left for v in doc["versions"]}
+    assert vid in names and f"{escape_path(MID)}/@v/v1.0.0" not in names
 
 
 def test_purge(world: World) -> None:

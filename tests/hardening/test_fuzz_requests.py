@@ -251,10 +251,6 @@ def version_paths(draw: st.DrawFn) -> bytes:
 # --------------------------------------------------------------------------- tests
 
 
-@pytest.mark.xfail(
-    reason="known defect: aiohttp's own 400 body echoes malformed request lines (issue 12, open)",
-    strict=True,
-)
 @FUZZ
 @given(path=paths())
 def test_fuzzed_paths_never_crash_the_server(world: World, figures: Figures, path: bytes) -> None:

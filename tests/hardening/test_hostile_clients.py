@@ -135,10 +135,6 @@ HOSTILE_HOSTS = [
 ]
 
 
-@pytest.mark.xfail(
-    reason="known defect: aiohttp's own 400 body echoes the malformed header (issue 12, open)",
-    strict=True,
-)
 def test_hostile_host_headers_are_answered_and_never_echoed(world: World) -> None:
     problems = []
     for path in (b"/", b"/-/status", b"/healthz", f"/{M}/@v/list".encode(), b"/nothing/here"):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import random
+import struct
+import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modtestkit import RawEntry, build_zip, write_zip
@@ -187,3 +191,188 @@ def test_deflate_stream_ending_early_is_detected(tmp_path: Path) -> None:
     entry = RawEntry(P + "a.go", b"x" * 1000, raw_payload=unterminated)
     with pytest.raises(ZipError, match="truncated"):
         _check(tmp_path, [entry])
+
+
+# --------------------------------------------------------------------------- local headers
+# The central directory is what gets checked and hashed; a local header or data
+# descriptor that tells another story (names, sizes, method, flags) or entries that
+# overlap would let another reader see other bytes. Offsets below are the zip spec's.
+
+_L_FLAGS, _L_METHOD, _L_CRC, _L_CSIZE, _L_SIZE, _L_NAME = 6, 8, 14, 18, 22, 30
+_C_FLAGS, _C_CSIZE, _C_SIZE = 8, 20, 24
+
+
+def _put(data: bytearray, at: int, value: int, width: int = 4) -> None:
+    data[at : at + width] = value.to_bytes(width, "little")
+
+
+def _central(data: bytes | bytearray, n: int = 0) -> int:
+    at = -1
+    for _ in range(n + 1):
+        at = data.index(b"PK\x01\x02", at + 1)
+    return at
+
+
+def _check_bytes(tmp_path: Path, data: bytes | bytearray) -> modzip.CheckedZip:
+    path = tmp_path / "l.zip"
+    path.write_bytes(bytes(data))
+    return modzip.check_zip(path, MOD, VER)
+
+
+def _descriptor_zip(files: dict[str, bytes], signature: bool = True, wide: bool = False) -> bytes:
+    """A zip whose entries announce data descriptors (as Go's archive/zip writes them)."""
+    out, central = bytearray(), bytearray()
+    for name, content in files.items():
+        raw = name.encode()
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        payload = c.compress(content) + c.flush()
+        crc, offset = zlib.crc32(content), len(out)
+        out += b"PK\x03\x04" + bytes(26)
+        _put(out, offset + 4, 20, 2)
+        _put(out, offset + _L_FLAGS, 0x8, 2)
+        _put(out, offset + _L_METHOD, 8, 2)
+        _put(out, offset + 26, len(raw), 2)
+        out += raw + payload
+        out += b"PK\x07\x08" if signature else b""
+        sizes = "<2Q" if wide else "<2L"
+        out += crc.to_bytes(4, "little") + struct.pack(sizes, len(payload), len(content))
+        entry = bytearray(b"PK\x01\x02" + bytes(42))
+        _put(entry, 4, 20, 2)
+        _put(entry, 6, 20, 2)
+        _put(entry, _C_FLAGS, 0x8, 2)
+        _put(entry, 10, 8, 2)
+        _put(entry, 16, crc)
+        _put(entry, _C_CSIZE, len(payload))
+        _put(entry, _C_SIZE, len(content))
+        _put(entry, 28, len(raw), 2)
+        _put(entry, 42, offset)
+        central += entry + raw
+    cd = len(out)
+    out += central
+    out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(files), len(files), len(central), cd, 0)
+    return bytes(out)
+
+
+FILES = {P + "go.mod": GOMOD, P + "a.go": b"package a\n" * 100}
+
+
+@pytest.mark.parametrize(("signature", "wide"), [(True, False), (False, False), (True, True)])
+def test_honest_data_descriptors_are_accepted(tmp_path: Path, signature: bool, wide: bool) -> None:
+    checked = _check_bytes(tmp_path, _descriptor_zip(FILES, signature, wide))
+    assert checked.files == 2 and checked.gomod == GOMOD
+
+
+def test_a_zip_written_to_a_stream_is_accepted(tmp_path: Path) -> None:
+    class Stream(io.RawIOBase):  # not seekable: zipfile writes data descriptors
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.data += bytes(b)
+            return len(b)
+
+    s = Stream()
+    with zipfile.ZipFile(s, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in FILES.items():
+            zf.writestr(name, content)
+    assert _check_bytes(tmp_path, s.data).files == 2
+
+
+def test_local_name_other_than_the_central_one_is_refused(tmp_path: Path) -> None:
+    data = bytearray(build_zip([RawEntry(P + "go.mod", GOMOD), RawEntry(P + "a.go", b"x")]))
+    second = data.index(b"PK\x03\x04", 1)
+    at = second + _L_NAME + len(P)
+    data[at : at + 4] = b"b.go"  # the central directory still says a.go
+    with pytest.raises(ZipError, match=r"local header of .*a\.go.* disagrees .*: name"):
+        _check_bytes(tmp_path, data)
+
+
+def test_local_compression_method_other_than_the_central_one_is_refused(tmp_path: Path) -> None:
+    data = bytearray(build_zip([RawEntry(P + "a.go", b"package a\n", method=0)]))
+    _put(data, _L_METHOD, 8, 2)
+    with pytest.raises(ZipError, match=r"disagrees .*: compression method"):
+        _check_bytes(tmp_path, data)
+
+
+@pytest.mark.parametrize("field", [_L_CRC, _L_CSIZE, _L_SIZE])
+def test_local_crc_or_sizes_other_than_the_central_ones_are_refused(
+    tmp_path: Path, field: int
+) -> None:
+    data = bytearray(build_zip([RawEntry(P + "a.go", b"package a\n" * 10)]))
+    _put(data, field, int.from_bytes(data[field : field + 4], "little") + 1)
+    with pytest.raises(ZipError, match=r"disagrees .*: CRC or sizes"):
+        _check_bytes(tmp_path, data)
+
+
+def test_a_data_descriptor_announced_only_locally_is_refused(tmp_path: Path) -> None:
+    data = bytearray(build_zip([RawEntry(P + "a.go", b"package a\n")]))
+    _put(data, _L_FLAGS, 0x800 | 0x8, 2)
+    with pytest.raises(ZipError, match=r"disagrees .*: flags"):
+        _check_bytes(tmp_path, data)
+
+
+@pytest.mark.parametrize("at", [4, 8, 12])  # the descriptor's CRC, compressed size, size
+def test_a_data_descriptor_that_disagrees_is_refused(tmp_path: Path, at: int) -> None:
+    data = bytearray(_descriptor_zip({P + "a.go": b"package a\n" * 10}))
+    desc = data.index(b"PK\x07\x08")
+    _put(data, desc + at, int.from_bytes(data[desc + at : desc + at + 4], "little") ^ 0x10)
+    with pytest.raises(ZipError, match=r"disagrees .*: data descriptor"):
+        _check_bytes(tmp_path, data)
+
+
+def test_a_missing_data_descriptor_is_refused(tmp_path: Path) -> None:
+    honest = _descriptor_zip({P + "a.go": b"package a\n" * 10})
+    desc = honest.index(b"PK\x07\x08")
+    data = bytearray(honest[:desc] + honest[desc + 16 :])  # cut the descriptor out
+    cd = _central(data)
+    eocd = data.index(b"PK\x05\x06")
+    _put(data, eocd + 16, cd)
+    with pytest.raises(ZipError, match="data descriptor"):
+        _check_bytes(tmp_path, data)
+
+
+def test_local_sizes_that_lie_under_a_data_descriptor_are_refused(tmp_path: Path) -> None:
+    data = bytearray(_descriptor_zip({P + "a.go": b"package a\n" * 10}))
+    _put(data, _L_SIZE, 5)  # neither zero nor the central size
+    with pytest.raises(ZipError, match=r"disagrees .*: CRC or sizes"):
+        _check_bytes(tmp_path, data)
+
+
+def test_overlapping_entries_are_refused(tmp_path: Path) -> None:
+    # a.go (stored) claims to be long enough to contain b.go's header and data: a
+    # reader of a.go sees b.go's bytes, the classic overlapping-entries zip bomb.
+    data = bytearray(
+        build_zip([RawEntry(P + "a.go", b"package a\n", method=0), RawEntry(P + "b.go", b"x")])
+    )
+    second = data.index(b"PK\x03\x04", 1)
+    cd = _central(data)
+    span = cd - (_L_NAME + len(P + "a.go"))
+    for at in (_L_CSIZE, _L_SIZE):
+        _put(data, at, span)
+    for at in (_C_CSIZE, _C_SIZE):
+        _put(data, cd + at, span)
+    assert second < span
+    with pytest.raises(ZipError, match="overlaps another entry"):
+        _check_bytes(tmp_path, data)
+
+
+def test_two_directory_entries_sharing_one_local_header_are_refused(tmp_path: Path) -> None:
+    data = bytearray(build_zip([RawEntry(P + "a.go", b"1"), RawEntry(P + "a.go", b"1")]))
+    _put(data, _central(data, 1) + 42, 0)  # the second entry points at the first header
+    with pytest.raises(ZipError, match="overlaps another entry"):
+        _check_bytes(tmp_path, data)
+
+
+def test_an_entry_reaching_into_the_central_directory_is_refused(tmp_path: Path) -> None:
+    data = bytearray(build_zip([RawEntry(P + "a.go", b"package a\n", method=0)]))
+    cd = _central(data)
+    span = cd - (_L_NAME + len(P + "a.go")) + 10
+    for at in (_L_CSIZE, _L_SIZE):
+        _put(data, at, span)
+    for at in (_C_CSIZE, _C_SIZE):
+        _put(data, cd + at, span)
+    with pytest.raises(ZipError, match="overlaps the central directory"):
+        _check_bytes(tmp_path, data)

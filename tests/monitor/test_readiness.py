@@ -66,3 +66,77 @@ def test_the_disk_probe_is_cached_for_the_interval() -> None:
 
     asyncio.run(main())
     assert len(calls) == 2
+
+
+# --- shared object storage (S3) ------------------------------------------------
+
+
+class Hanging:
+    """A store that never answers its reachability check."""
+
+    async def check(self) -> None:
+        await asyncio.Event().wait()
+
+
+def test_an_s3_bucket_is_checked_and_a_stopped_server_makes_it_not_ready(tmp_path: Path) -> None:
+    from gomirror.storage.s3 import S3Settings, S3Storage
+    from storage.s3server import S3Server
+
+    server = S3Server.start(tmp_path / "moto")
+    ep = server.endpoint
+    disk = DiskStorage(tmp_path / "cache")
+    now = [0.0]
+
+    async def main() -> None:
+        s3 = S3Storage(
+            S3Settings(
+                bucket=ep.bucket,
+                endpoint=ep.url,
+                region=ep.region,
+                access_key=ep.access_key,
+                secret_key=ep.secret_key,
+                addressing="path",
+                max_attempts=1,
+                connect_timeout=1.0,
+                read_timeout=1.0,
+            )
+        )
+        r = Readiness(disk, HealthBook(), ["m"], has_direct=False, remote=s3, clock=lambda: now[0])
+        up = await r.check()
+        assert up.ready and up.lines == (
+            "cache: writable",
+            "upstream: 1 of 1 mirrors up",
+            "storage: reachable",
+        )
+        server.stop()
+        assert (await r.check()).ready  # cached for the interval: no request per probe
+        now[0] = 10.0
+        down = await r.check()
+        assert not down.ready and down.lines[2].startswith("storage: unreachable: ")
+        assert ep.secret_key not in "".join(down.lines)
+        await s3.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+        asyncio.run(disk.close())
+
+
+def test_a_store_that_does_not_answer_times_out(tmp_path: Path) -> None:
+    disk = DiskStorage(tmp_path)
+    r = Readiness(
+        disk, HealthBook(), ["m"], has_direct=False, remote=Hanging(), storage_timeout=0.1
+    )
+    state = asyncio.run(r.check())
+    assert not state.ready
+    assert state.lines[2] == "storage: unreachable: no answer within 0.1 s"
+    asyncio.run(disk.close())
+
+
+def test_degraded_coordination_is_reported_but_still_ready(tmp_path: Path) -> None:
+    disk = DiskStorage(tmp_path)
+    r = Readiness(disk, HealthBook(), ["m"], has_direct=False, degraded=lambda: True)
+    state = asyncio.run(r.check())
+    assert state.ready and state.lines[-1].startswith("coordination: degraded")
+    asyncio.run(disk.close())

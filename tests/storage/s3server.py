@@ -38,7 +38,11 @@ import json, os, sys, tempfile
 # Before moto is imported: big objects spool under the test's directory, short list pages.
 tempfile.tempdir = sys.argv[1]
 os.environ["MOTO_S3_DEFAULT_MAX_KEYS"] = sys.argv[2]
+import logging
 from werkzeug.serving import make_server
+# werkzeug logs every request to stderr, a pipe nobody reads: a few hundred requests would
+# fill it and block the server mid-answer. Errors only.
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 QUOTA_BODY = (

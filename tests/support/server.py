@@ -3,6 +3,7 @@
 ``GomirrorProcess`` runs the installed CLI exactly as a user would (a separate
 process, so ``kill -9`` tests are real), waits until the port accepts
 connections, and keeps the process's stderr log in a file for assertions.
+Prediction (``GOMIRROR_PREDICT``) is ``off`` unless ``env`` sets it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class GomirrorProcess:
         self.args = args + (extra_args or [])
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("GOMIRROR_")}
         base_env.update(env or {})
+        # Prediction (gomirror.predict) adds background upstream traffic; tests count exact
+        # traffic, so it is off unless a test (tests/predict/, bench/cold.py) turns it on.
+        base_env.setdefault("GOMIRROR_PREDICT", "off")
         base_env.setdefault("HOME", str(tmp / "home"))
         self.env = base_env
         self.proc: subprocess.Popen[bytes] | None = None

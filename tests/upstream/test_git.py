@@ -114,7 +114,7 @@ def test_archive_neutralises_attributes(world: GitWorld, repo: RepoBuilder, tmp_
     g = make_repo(world, tmp_path, "acme/g")
 
     async def run() -> None:
-        await g.refs()
+        await g.stat("main")  # archive needs the commit local
         dst = tmp_path / "a.zip"
         await g.archive(repo.head(), "", dst)
         await g.archive(repo.head(), "", dst)

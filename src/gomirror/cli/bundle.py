@@ -174,7 +174,7 @@ def run_import(args: argparse.Namespace) -> int:
 async def _import(config: Config, bundle: Path, *, unverified: bool) -> ImportReport:
     async with build(config) as parts:
         spec = config.sumdb.sumdb[0] if config.sumdb.sumdb else None
-        return await import_bundle(
+        rep = await import_bundle(
             bundle,
             parts.storage,
             spec=spec,
@@ -182,3 +182,12 @@ async def _import(config: Config, bundle: Path, *, unverified: bool) -> ImportRe
             tmp=parts.disk.temp_dir(),
             unverified=unverified,
         )
+        if rep.files_added or rep.proofs_added:
+            await parts.events.audit(
+                "cache_imported",
+                "gomirror cache import",
+                file="bundle",
+                detail=f"{bundle.name}: {rep.versions} versions, {rep.files_added} files and"
+                f" {rep.proofs_added} proofs added, {len(rep.unverified)} without the database",
+            )
+        return rep

@@ -6,9 +6,11 @@
 - ``gc --max-size SIZE | --unused-for DURATION [--dry-run]``: evict whole
   module versions, least recently used first (``gomirror.tools.gc``);
   never the checksum database's state, never a file being served;
-- ``purge MODULE[@VERSION] ... [--force]``: drop cached lists, ``@latest``
-  and queries so a new tag shows now; a canonical version's verified files
-  only with ``--force``, recorded as an audit event;
+- ``purge MODULE[@VERSION] ... [--force] [--server URL]``: drop cached
+  lists, ``@latest`` and queries so a new tag shows now; a canonical
+  version's verified files only with ``--force``, recorded as an audit
+  event; with ``--server``, through that gomirror's admin endpoint (its
+  ``admin_token`` from ``--token`` or ``GOMIRROR_ADMIN_TOKEN``);
 - ``export`` / ``import``: bundles for air-gapped networks (``cli.bundle``).
 
 Every subcommand uses the configuration of ``serve`` (``--cache-dir``...),
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.table import Table
 
@@ -41,12 +45,13 @@ from gomirror.cli.tooling import (
     tool_logging,
 )
 from gomirror.config import Config
-from gomirror.errors import ConfigError, GomirrorError, InvalidRequest, UpstreamError
+from gomirror.errors import ConfigError, GomirrorError, InvalidRequest, Refused, UpstreamError
 from gomirror.storage.disk import DiskStorage
+from gomirror.storage.lastuse import compact, read_uses
 from gomirror.tools import gc as gc_tool
 from gomirror.tools.cachestats import HitRatio, Stats, hit_ratio, stats
-from gomirror.tools.inventory import Version, scan
-from gomirror.tools.purge import Purged, Refused, purge
+from gomirror.tools.inventory import Kind, Version, scan, version_id
+from gomirror.tools.purge import Purged, purge, remote_purge
 
 
 def add_parser(sub: Any) -> None:
@@ -76,6 +81,16 @@ def add_parser(sub: Any) -> None:
         "--force",
         action="store_true",
         help="also delete a version's verified files (recorded as an audit event)",
+    )
+    u.add_argument(
+        "--server",
+        metavar="URL",
+        help="purge a running gomirror's cache through its admin endpoint instead",
+    )
+    u.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="that server's admin_token (better: GOMIRROR_ADMIN_TOKEN, not shown by ps)",
     )
     u.set_defaults(run=run_purge)
 
@@ -246,11 +261,28 @@ async def _gc(
         if disk is not None:
             busy, holders = await asyncio.to_thread(gc_tool.open_files, disk.root)
             inodes = await asyncio.to_thread(gc_tool.inodes_of, disk.root, [e.key for e in entries])
-        p = gc_tool.plan(entries, max_size=max_size, unused_for=unused, busy=busy, inodes=inodes)
+        uses, logs = await read_uses(parts.storage)
+        p = gc_tool.plan(
+            entries, max_size=max_size, unused_for=unused, busy=busy, inodes=inodes, uses=uses
+        )
         if dry_run:
             return p, None
         root = disk.root if disk is not None else None
         outcome = await gc_tool.collect(p.evict, parts.storage, parts.coordinator, root, holders)
+        gone = {version_id(v.module, v.version) for v in outcome.evicted}
+        cached = {version_id(e.module, e.version) for e in entries if e.kind is Kind.VERSION}
+        left = {k: t for k, t in uses.items() if k in cached and k not in gone}
+        with contextlib.suppress(GomirrorError):  # a failed compaction is retried next time
+            await compact(parts.storage, logs, left)
+        if outcome.evicted:
+            names = ", ".join(f"{v.module}@{v.version}" for v in outcome.evicted)
+            await parts.events.audit(
+                "cache_gc",
+                "gomirror cache gc",
+                file="zip+mod+info",
+                detail=f"evicted {len(outcome.evicted)} versions"
+                f" ({sum(v.size for v in outcome.evicted)} bytes): {names}",
+            )
         return p, outcome
 
 
@@ -293,7 +325,12 @@ def render_gc(data: dict[str, Any], evicted: list[Version], p: gc_tool.Plan, out
 def run_purge(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     tool_logging(args, config)
-    results, problems = asyncio.run(_purge(config, list(args.targets), force=bool(args.force)))
+    targets, force = list(args.targets), bool(args.force)
+    if args.server:
+        token = args.token or config.server.admin_token
+        results, problems = asyncio.run(_remote_purge(args.server, targets, token, force=force))
+    else:
+        results, problems = asyncio.run(_purge(config, targets, force=force))
     if args.json:
         _emit(args, {"purged": [r.to_json() for r in results], "errors": problems})
     else:
@@ -315,8 +352,28 @@ async def _purge(
         for t in targets:
             try:
                 results.append(
-                    await purge(parts.storage, t, force=force, who="gomirror cache purge")
+                    await purge(
+                        parts.storage,
+                        t,
+                        events=parts.events,
+                        force=force,
+                        who="gomirror cache purge",
+                    )
                 )
             except (Refused, InvalidRequest, GomirrorError) as e:
+                problems.append(f"{t}: {e}")
+    return results, problems
+
+
+async def _remote_purge(
+    server: str, targets: list[str], token: str, *, force: bool
+) -> tuple[list[Purged], list[str]]:
+    results: list[Purged] = []
+    problems: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        for t in targets:
+            try:
+                results.append(await remote_purge(server, t, token, session, force=force))
+            except GomirrorError as e:
                 problems.append(f"{t}: {e}")
     return results, problems

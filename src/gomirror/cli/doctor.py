@@ -143,7 +143,8 @@ def render(r: DoctorResult, console: Console) -> None:
     console.print(settings)
     if r.probes is not None:
         table = Table(title="mirrors", title_justify="left")
-        for col in ("proxy", "status", "connect", "tls", "first byte", "sumdb", "verdict"):
+        table.add_column("proxy", no_wrap=True)  # a URL stays copyable
+        for col in ("status", "connect", "tls", "first byte", "sumdb", "verdict"):
             table.add_column(col, overflow="fold")
         for p in r.probes.proxies:
             table.add_row(
@@ -153,7 +154,7 @@ def render(r: DoctorResult, console: Console) -> None:
                 _ms(p.tls),
                 _ms(p.first_byte),
                 _supported(r.probes.supported.get(p.target)),
-                p.outcome + (f": {p.error}" if p.error else ""),
+                p.outcome,  # the error itself is in the findings below
             )
         console.print(table)
         route, rp = r.probes.route, r.probes.route_probe

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_parser(sub)
     cache.add_parser(sub)
     bench.add_parser(sub)
+    from gomirror.cli import replicate
+
+    replicate.add_parser(sub)
     return p
 
 

@@ -93,7 +93,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ProbeHook = Callable[[str, str, str, float], None]  # mirror, op, outcome, seconds
+# Bigger answers are parsed in a worker thread (as upstream.verified checks them): a
+# mirror's 16 MiB @v/list or .info must not stall every client while it is parsed.
+INLINE_PARSE_BYTES = 64 << 10
 FindingHook = Callable[[Finding], None]  # called when a finding opens
+
+
+async def parse_off_loop(parse: Callable[[Fetched], Awaitable[T]], fetched: Fetched) -> T:
+    """``parse(fetched)``, inline for a small body, else on a private loop in a worker thread.
+
+    Probe parsers are pure functions of the answer (no I/O, nothing bound to the
+    serving loop), so running one on another thread's loop is safe.
+    """
+    if len(fetched.body) <= INLINE_PARSE_BYTES:
+        return await parse(fetched)
+
+    async def call() -> T:
+        return await parse(fetched)
+
+    def run() -> T:
+        return asyncio.run(call())  # the coroutine is made in the thread: never left unawaited
+
+    return await asyncio.to_thread(run)
 
 
 class AlertSink(Protocol):
@@ -321,7 +342,7 @@ class ConsistencyMonitor:
                 async with asyncio.timeout(self._probe_timeout if kind == "small" else None):
                     fetched = await call()
                 seconds = fetched.elapsed if fetched.elapsed is not None else self._timer() - t0
-                value = await parse(fetched)
+                value = await parse_off_loop(parse, fetched)
             except NotFound as e:
                 outcome = "gone" if isinstance(e, Gone) else "not_found"
                 health.record_answer(kind, self._timer() - t0)

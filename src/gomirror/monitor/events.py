@@ -1,4 +1,4 @@
-"""monitor.events records security-relevant events: tampered or invalid upstream content.
+"""monitor.events records security-relevant events: tampered or invalid upstream content, and operator actions.
 
 Every event is logged as a warning, counted in metrics and written as a small
 JSON document under ``_gomirror/events/`` in storage, so operators can audit
@@ -11,6 +11,12 @@ document but raises that document's ``count`` (and its ``last`` time), and is
 not logged again, so a mirror serving one broken file to thousands of
 requests costs one event and one log line per window. The metric still
 counts every occurrence. The memory of open events is bounded.
+
+:meth:`EventRecorder.audit` records what an operator did to the cache
+(``cache purge --force``, the admin purge endpoint, ``cache gc``, ``cache
+import``): the same document format, with ``upstream`` naming who did it,
+logged at warning, never coalesced (each action is its own document) and not
+counted as tampering.
 """
 
 from __future__ import annotations
@@ -38,10 +44,10 @@ Identity = tuple[str, str, str, str, str]
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One rejected upstream answer; ``count`` times between ``time`` and ``last``."""
+    """One rejected upstream answer (``count`` times between ``time`` and ``last``), or one audit."""
 
-    kind: str  # "checksum_mismatch", "invalid_content" or "sumdb_route_rejected"
-    upstream: str
+    kind: str  # "checksum_mismatch", "invalid_content", "sumdb_route_rejected", or an audit kind
+    upstream: str  # for an audit: who acted ("gomirror cache purge", "admin endpoint"...)
     module: str
     version: str
     file: str  # "zip", "mod", "info", "list", "latest"
@@ -136,6 +142,28 @@ class EventRecorder:
         self._metrics.tamper_events.labels(route, ev.kind).inc()
         stored, _ = self._coalesce(ev)
         await self._store(stored)
+
+    async def audit(
+        self,
+        kind: str,
+        who: str,
+        *,
+        module: str = "",
+        version: str = "",
+        file: str = "",
+        detail: str = "",
+    ) -> Event:
+        """Record one operator action (see the module docstring); never raises."""
+        now = self._clock()
+        ev = Event(kind, who, module, version, file, detail[:500], time=now, last=now)
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        key = f"{EVENTS_PREFIX}{day}/{int(now * 1000)}-{uuid.uuid4().hex[:8]}.json"
+        log.warning(
+            "cache changed by operator",
+            extra={"event": kind, "by": who, "mod": module, "version": version, "file": file},
+        )
+        await self._store(_Open(ev, key))
+        return ev
 
     def _coalesce(self, ev: Event) -> tuple[_Open, bool]:
         """The open event ev adds to (and whether it is a new one)."""

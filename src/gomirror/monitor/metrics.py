@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -116,14 +116,29 @@ class Metrics:
             registry=r,
         )
         self._monitor_metrics(r)
+        self.predictions = Counter(
+            "gomirror_predict",
+            "Predictive prefetch, by outcome: scheduled, skipped, fetched, failed, hit"
+            " (a client asked for a file prediction fetched).",
+            ["outcome"],
+            registry=r,
+        )
 
     def observe_probe(self, upstream: str, op: str, outcome: str, seconds: float) -> None:
         self.probes.labels(upstream, op, outcome).inc()
         self.probe_seconds.labels(upstream, op).observe(seconds)
 
+    def watch_predictions(self, hit_ratio: Callable[[], float]) -> None:
+        """Export the predictor's hit ratio (hits per predicted file fetched), read at scrape time."""
+        self.registry.register(_PredictCollector(hit_ratio))
+
     def watch_lags(self, lags: Callable[[], Mapping[tuple[str, str], float]]) -> None:
         """Export the monitor's lag per (mirror, module) as a gauge, read at scrape time."""
         self.registry.register(_LagCollector(lags))
+
+    def watch_coordination(self, coordination: CoordinationView) -> None:
+        """Export whether cross-instance coordination works, read at scrape time."""
+        self.registry.register(_CoordinationCollector(coordination))
 
     def watch_health(self, health: HealthView) -> None:
         """Export every upstream's health state as gauges, read at scrape time."""
@@ -193,6 +208,43 @@ class HealthView(Protocol):
 STATES = ("healthy", "slow", "down", "lagging", "untrusted")
 
 
+class CoordinationView(Protocol):
+    """What the coordination collector reads (``coordination.redis.RedisCoordinator``)."""
+
+    @property
+    def degraded(self) -> bool: ...
+
+    local_runs: int
+    lost_leases: int
+
+
+class _CoordinationCollector:
+    """``gomirror_coordination_degraded`` and the runs done without the shared lock."""
+
+    def __init__(self, view: CoordinationView) -> None:
+        self._view = view
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "gomirror_coordination_degraded",
+            "1 while Redis is unreachable and fetches are coordinated on this machine only.",
+            value=1.0 if self._view.degraded else 0.0,
+        )
+        yield CounterMetricFamily(
+            "gomirror_coordination_local_runs",
+            "Fetches run under local coordination because Redis was unreachable.",
+            value=float(self._view.local_runs),
+        )
+        yield CounterMetricFamily(
+            "gomirror_coordination_lost_leases",
+            "Fetches whose Redis lock expired or was taken by another holder while they ran.",
+            value=float(self._view.lost_leases),
+        )
+
+
 class _HealthCollector:
     """``gomirror_upstream_up`` and ``gomirror_upstream_state{state}`` from the health book."""
 
@@ -226,6 +278,23 @@ class _HealthCollector:
         yield up
         yield state
         yield ratio
+
+
+class _PredictCollector:
+    """``gomirror_predict_hit_ratio`` from the predictor."""
+
+    def __init__(self, hit_ratio: Callable[[], float]) -> None:
+        self._hit_ratio = hit_ratio
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "gomirror_predict_hit_ratio",
+            "Predicted files a client then asked for, per predicted file fetched (this process).",
+            value=self._hit_ratio(),
+        )
 
 
 class _LagCollector:

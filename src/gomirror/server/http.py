@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from aiohttp import web
 
@@ -22,16 +22,17 @@ from gomirror.errors import GomirrorError, NotFound
 from gomirror.monitor.metrics import Metrics
 from gomirror.monitor.readiness import ReadyState
 from gomirror.server import responses as R
+from gomirror.server.admin import PURGE_PATH, AdminApi
+from gomirror.server.filesend import OpenFileResponse, open_zip
 from gomirror.server.routes import ModuleRequest, RouteCache, SumdbRequest
+from gomirror.server.status_cache import CachedStatus
 from gomirror.server.status_page import (
     STATUS_HTML_PATHS,
     STATUS_JSON_PATH,
     StatusSnapshot,
     content_security_policy,
-    dumps,
-    render_status_page,
 )
-from gomirror.service import Service
+from gomirror.service import Endpoints
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gomirror.access")
@@ -76,7 +77,7 @@ class Server:
 
     def __init__(
         self,
-        service: Service,
+        service: Endpoints,  # a Service, or a wrapper such as predict.PredictingService
         metrics: Metrics,
         *,
         sumdb: SumdbHandler | None = None,
@@ -85,21 +86,26 @@ class Server:
         readiness: ReadinessCheck | None = None,
         requests: RequestListener | None = None,
         metrics_text: Callable[[], Awaitable[bytes]] | None = None,
+        admin: AdminApi | None = None,
     ) -> None:
         self.service = service
         self.metrics = metrics
         self.sumdb = sumdb
         self.access_log_enabled = access_log_enabled
         self.status = status
+        self._status_pages = CachedStatus(status) if status is not None else None  # ~1 s reuse
         self.readiness = readiness
         self._requests = requests
         self._metrics_text = metrics_text
         self._routes = RouteCache()
+        self.admin = admin
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._observe], client_max_size=1024)
         app.router.add_route("GET", "/{tail:.*}", self._dispatch)
         app.router.add_route("HEAD", "/{tail:.*}", self._dispatch)
+        if self.admin is not None:
+            app.router.add_route("POST", PURGE_PATH, self._admin_purge)
         return app
 
     @web.middleware
@@ -156,10 +162,17 @@ class Server:
                 headers={"Content-Type": R.TEXT, "Cache-Control": ans.cache_control},
             )
 
+    async def _admin_purge(self, request: web.Request) -> web.StreamResponse:
+        request[ENDPOINT] = "ops"
+        assert self.admin is not None
+        return await self.admin.purge(request)
+
     async def _module(self, request: web.Request, req: ModuleRequest) -> web.StreamResponse:
         svc = self.service
         if req.endpoint == "zip":
-            return await self._file(request, await svc.zip(req.module, req.version))
+            # Opened before answering: a gc or purge meanwhile cannot cut it (server.filesend).
+            z, opened = await open_zip(lambda: svc.zip(req.module, req.version))
+            return await self._file(request, z, opened)
         if req.endpoint == "list":
             ans = await svc.list(req.module)
         elif req.endpoint == "latest":
@@ -170,7 +183,9 @@ class Server:
             ans = await svc.mod(req.module, req.version)
         return self._small(request, ans)
 
-    async def _file(self, request: web.Request, z: FileAnswer) -> web.StreamResponse:
+    async def _file(
+        self, request: web.Request, z: FileAnswer, opened: BinaryIO | None = None
+    ) -> web.StreamResponse:
         request[CACHE] = z.cache
         request[BYTES] = z.size
         headers = {
@@ -183,14 +198,21 @@ class Server:
             return web.Response(
                 status=302, headers={"Location": z.redirect, "Cache-Control": R.ERROR_CACHE}
             )
+        if z.path is not None and opened is not None:
+            return OpenFileResponse(z.path, opened, chunk_size=ZIP_CHUNK, headers=headers)
         if z.path is not None:
             return web.FileResponse(z.path, chunk_size=ZIP_CHUNK, headers=headers)
         if z.chunks is not None:
             resp = web.StreamResponse(headers=headers)
             resp.content_length = z.size
             await resp.prepare(request)
-            async for chunk in z.chunks:
-                await resp.write(chunk)
+            if request.method == "HEAD":  # aiohttp would send the body after HEAD's headers
+                close = getattr(z.chunks, "aclose", None)
+                if close is not None:
+                    await close()
+            else:
+                async for chunk in z.chunks:
+                    await resp.write(chunk)
             await resp.write_eof()
             return resp
         return web.Response(body=z.body, headers=headers)
@@ -237,16 +259,15 @@ class Server:
         if path == "/metrics":
             body = await self._metrics_text() if self._metrics_text else self.metrics.render()
             return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
-        if self.status is not None:
-            snap = await self.status.snapshot()
+        if self._status_pages is not None:
             if path == STATUS_JSON_PATH:
                 return web.Response(
-                    text=dumps(snap),
+                    text=await self._status_pages.json(),
                     content_type="application/json",
                     headers={"Cache-Control": R.ERROR_CACHE},
                 )
             return web.Response(
-                text=render_status_page(snap),
+                text=await self._status_pages.page(),
                 content_type="text/html",
                 headers={
                     "Cache-Control": R.ERROR_CACHE,

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from gomirror.answers import Lifetime
 from gomirror.errors import (
     ChecksumMismatch,
+    Forbidden,
     GomirrorError,
     Gone,
     InvalidRequest,
     NotFound,
+    Refused,
     StorageError,
     StorageFull,
+    Unauthorized,
     UpstreamError,
     UpstreamTimeout,
     VerificationError,
@@ -98,6 +101,12 @@ def error_answer(err: BaseException) -> ErrorAnswer:
         return ErrorAnswer(507, error_body(f"cache full: {err}"), ERROR_CACHE)
     if isinstance(err, StorageError):
         return ErrorAnswer(500, error_body(f"cache error: {err}"), ERROR_CACHE)
+    if isinstance(err, Forbidden):
+        return ErrorAnswer(403, error_body(str(err)), ERROR_CACHE)
+    if isinstance(err, Unauthorized):
+        return ErrorAnswer(401, error_body(str(err)), ERROR_CACHE)
+    if isinstance(err, Refused):
+        return ErrorAnswer(409, error_body(str(err)), ERROR_CACHE)
     if isinstance(err, GomirrorError):
         return ErrorAnswer(500, error_body(str(err)), ERROR_CACHE)
     return ErrorAnswer(500, b"internal error\n", ERROR_CACHE)

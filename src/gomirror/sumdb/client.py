@@ -130,6 +130,10 @@ def records_needed(tile: Tile) -> int:
     return end if tile.L == -1 else end << (tile.H * tile.L)
 
 
+def _lines(text: bytes) -> list[str]:
+    return text.decode("utf-8", "replace").split("\n")
+
+
 def _indent(b: bytes) -> str:
     return b.decode("utf-8", "replace").replace("\n", "\n\t")
 
@@ -211,6 +215,8 @@ class SumdbClient:
         await self.ready()
 
         async def check(body: bytes) -> None:
+            if not body:  # b"" means "no head yet" to _merge_latest; from a route it is junk
+                raise RouteRejected("reading tree note: the answer is empty")
             await self._merge_latest(body)
 
         await self._refreshes.do(
@@ -242,14 +248,16 @@ class SumdbClient:
         """Return the verified lookup response for module version (cached, or fetched)."""
         remote = f"lookup/{escape_path(module)}@{escape_version(version)}"
         await self.ready()
-        return await self._lookups.do(remote, lambda: self._lookup_record(remote))
+        return await self._lookups.do(
+            remote, lambda: self._lookup_record(remote, f"{module} {version}")
+        )
 
-    async def _lookup_record(self, remote: str) -> VerifiedLookup:
+    async def _lookup_record(self, remote: str, names: str) -> VerifiedLookup:
         key = cache_prefix(self.name) + remote
         data = await self._store.get(key)
         if data is not None:
             try:
-                return await self._verify_lookup(data, cached=True)
+                return await self._verify_lookup(data, names, cached=True)
             except RouteRejected as e:
                 log.warning(
                     "sumdb cached lookup dropped",
@@ -258,18 +266,22 @@ class SumdbClient:
                 await drop_cached(self._store, key)
 
         async def check(body: bytes) -> VerifiedLookup:
-            return await self._verify_lookup(body, cached=False)
+            return await self._verify_lookup(body, names, cached=False)
 
         found = await fetch_verified(self._routes, self.name, remote, check, self._events)
         await self._store.put_bytes(key, found.body)
         return found
 
-    async def _verify_lookup(self, body: bytes, *, cached: bool) -> VerifiedLookup:
-        """Check a lookup response; RouteRejected when the response itself is at fault."""
+    async def _verify_lookup(self, body: bytes, names: str, *, cached: bool) -> VerifiedLookup:
+        """Check a lookup for ``names`` ("<module> <version>"); RouteRejected: the response's fault."""
         try:
             record_id, text, tree_msg = parse_record(body)
         except SumdbError as e:
             raise RouteRejected(f"invalid lookup response: {e}") from e
+        # A genuine record of another module version authenticates just as well: it
+        # must not be cached (and served) as the answer for this one.
+        if not any(line.startswith((names + " ", names + "/go.mod ")) for line in _lines(text)):
+            raise RouteRejected(f"lookup response is not the record of {names.replace(' ', '@')}")
         tree = await self._merge_latest(tree_msg)
         if record_id < 0 or record_id >= tree.n:
             raise RouteRejected(f"cannot validate record {record_id} in tree of size {tree.n}")

@@ -13,15 +13,32 @@ unavailable (never "no record"); that verdict, and a 200, are remembered for
 It is a ``RoutedTransport`` (see ``routes``): ``order()`` lists the routes with
 the one that last succeeded first, ``fetch_from(route, path)`` asks one route,
 and ``fetch(path)`` fails over across all of them and raises
-``routes.no_route_error`` when none answers 200. Bodies are capped: no
-checksum-database answer is legitimately larger than a few hundred KiB.
-Credentials in a route URL are sent (aiohttp turns userinfo into basic auth)
-but never appear in a log line, an error or a route name: everything is named
-through ``redact_url``.
+``routes.no_route_error`` when none answers 200.
+
+A route is a third party, treated like a mirror (``upstream.proxy``):
+
+- bodies are capped at ``max_body`` (no checksum-database answer is
+  legitimately larger than a few hundred KiB), a larger ``Content-Length``
+  is refused before reading;
+- every fetch, redirects included, must finish within ``timeout`` seconds and
+  keep the minimum transfer rate of ``limits`` (``upstream.transfer``), so a
+  route that drips is a timed-out route, not a stuck verification;
+- it asks for ``Accept-Encoding: identity`` and decodes nothing: an answer
+  with any other ``Content-Encoding`` is refused (a route bug or a bomb; the
+  next route is tried);
+- redirects are followed by hand, each hop judged by the mirrors'
+  ``upstream.redirects.RedirectPolicy`` (``follow_redirects`` mode, at most
+  ``MAX_HOPS``); credentials never travel to another origin.
+
+Every refusal is an ``UpstreamError`` (a timeout an ``UpstreamTimeout``): the
+route failed and the next one is asked. Credentials in a route URL are sent
+(aiohttp turns userinfo into basic auth) but never appear in a log line, an
+error or a route name: everything is named through ``redact_url``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -32,10 +49,12 @@ import aiohttp
 from yarl import URL
 
 from gomirror.coordination.singleflight import SingleFlight
-from gomirror.errors import Gone, NotFound, UpstreamError
+from gomirror.errors import Gone, NotFound, UpstreamError, UpstreamTimeout
 from gomirror.sumdb.events import NoRouteEvents
 from gomirror.sumdb.routes import Route, RouteUnavailable, fetch_verified
 from gomirror.upstream.goproxy import redact_url
+from gomirror.upstream.redirects import REDIRECT_STATUSES, RedirectPolicy, Resolve
+from gomirror.upstream.transfer import RateGuard, TransferLimits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +63,8 @@ MAX_BODY = 4 << 20
 USER_AGENT = "gomirror-sumdb"
 SUPPORTED_TTL = 300.0
 FAILED_PROBE_TTL = 10.0
+CHUNK = 64 << 10
+_IDENTITY = ("", "identity")
 _USERINFO = re.compile(r"//[^/@\s]*@")
 
 
@@ -88,6 +109,9 @@ class HttpSumdbTransport:
         max_body: int = MAX_BODY,
         supported_ttl: float = SUPPORTED_TTL,
         clock: Callable[[], float] = time.monotonic,
+        limits: TransferLimits | None = None,
+        follow_redirects: str = "safe",
+        resolve: Resolve | None = None,
     ) -> None:
         if not routes:
             raise ValueError("HttpSumdbTransport needs at least one route")
@@ -100,7 +124,12 @@ class HttpSumdbTransport:
         self._routes = [Route(i, redact_url(s.url)) for i, s in enumerate(self._specs)]
         self.name = name
         self._session = session
+        self._deadline = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limits = limits or TransferLimits()
+        self._redirects = [
+            RedirectPolicy(URL(s.url), follow_redirects, resolve) for s in self._specs
+        ]
         self._max_body = max_body
         self._supported_ttl = supported_ttl
         self._clock = clock
@@ -178,30 +207,84 @@ class HttpSumdbTransport:
 
     async def _get(self, route: Route, url: str) -> tuple[int, bytes]:
         try:
-            return await self._get_raw(url)
+            async with asyncio.timeout(self._deadline):
+                return await self._follow(route, URL(url, encoded=True))
         except TimeoutError:
             log.warning("sumdb route failed", extra={"route": route.name, "error": "timeout"})
-            raise UpstreamError("timed out") from None
+            raise UpstreamTimeout(f"timed out (deadline {self._deadline:g}s)") from None
+        except UpstreamTimeout as e:
+            log.warning("sumdb route failed", extra={"route": route.name, "error": str(e)})
+            raise
+        except UpstreamError as e:
+            log.warning("sumdb route failed", extra={"route": route.name, "error": _scrub(str(e))})
+            raise
         except aiohttp.ClientError as e:
             reason = _scrub(str(e) or type(e).__name__)
             log.warning("sumdb route failed", extra={"route": route.name, "error": reason})
             raise UpstreamError(f"connection failed: {reason}") from None
 
-    async def _get_raw(self, url: str) -> tuple[int, bytes]:
-        async with self._session.get(
-            URL(url, encoded=True),
-            timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
-            allow_redirects=True,
-        ) as resp:
-            if resp.status != 200:
-                resp.release()
-                return resp.status, b""
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(64 << 10):
-                size += len(chunk)
-                if size > self._max_body:
-                    raise UpstreamError(f"response larger than {self._max_body} bytes")
-                chunks.append(chunk)
-            return 200, b"".join(chunks)
+    async def _follow(self, route: Route, url: URL) -> tuple[int, bytes]:
+        """GET url, following the redirects the route's policy allows; the final status and body."""
+        policy = self._redirects[route.index]
+        hop = 0
+        while True:
+            async with self._session.get(
+                url,
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                allow_redirects=False,
+                auto_decompress=False,
+            ) as resp:
+                if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+                    hop += 1
+                    url = await _next_hop(policy, url, resp.headers["Location"], hop)
+                    continue
+                if resp.status != 200:
+                    resp.release()
+                    return resp.status, b""
+                return 200, await self._read(resp)
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in _IDENTITY:
+            raise UpstreamError(
+                f"answer sent with Content-Encoding {encoding[:40]!r} (asked for identity)"
+            )
+        declared = resp.content_length
+        if declared is not None and declared > self._max_body:
+            raise UpstreamError(
+                f"response larger than {self._max_body} bytes ({declared} declared)"
+            )
+        guard = self._limits.guard()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > self._max_body:
+                raise UpstreamError(f"response larger than {self._max_body} bytes")
+            chunks.append(chunk)
+            _check_rate(guard, size)
+        return b"".join(chunks)
+
+
+async def _next_hop(policy: RedirectPolicy, current: URL, location: str, hop: int) -> URL:
+    try:
+        target = current.join(URL(location))
+    except ValueError:
+        raise UpstreamError("redirect to an invalid URL") from None
+    if target.scheme not in ("http", "https") or not target.host:
+        raise UpstreamError(f"redirect to an unsupported URL ({target.scheme or 'no'} scheme)")
+    if (target.scheme, target.host, target.port) != (current.scheme, current.host, current.port):
+        target = target.with_user(None)  # credentials never travel to another origin
+    why = await policy.refusal(current, target, hop)
+    if why is not None:
+        raise UpstreamError(_scrub(why))
+    return target
+
+
+def _check_rate(guard: RateGuard | None, total: int) -> None:
+    if guard is None:
+        return
+    rate = guard.too_slow(total)
+    if rate is not None:
+        raise UpstreamTimeout(f"too slow ({rate:.0f} bytes/s)")

@@ -7,8 +7,10 @@ used first, as many more as it takes to bring the whole cache under
 ``max_size`` bytes. Only version files are candidates: the checksum
 database's tiles, lookups and tree heads (``sumdb/``, ``_gomirror/sumdb/``)
 and gomirror's other state are never touched, and they count towards the
-size. "Used" is the newest access or write time of the version's files (see
-:mod:`gomirror.tools.inventory`).
+size. "Used" is the newest access or write time of the version's files or
+the last read a server recorded for it (see :mod:`gomirror.tools.inventory`
+and :mod:`gomirror.storage.lastuse`); after a real run the read log is
+compacted to the versions that are left.
 
 :func:`collect` carries a plan out, version by version, and never removes a
 file a request is serving: a version with a file open in any process it can
@@ -27,7 +29,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,12 +67,13 @@ def plan(
     unused_for: float | None,
     busy: set[Inode] | None = None,
     inodes: dict[str, Inode] | None = None,
+    uses: Mapping[str, float] | None = None,
     now: float | None = None,
 ) -> Plan:
-    """Choose the versions to evict (see the module docstring)."""
+    """Choose the versions to evict (see the module docstring); uses: recorded reads by id."""
     now = time.time() if now is None else now
     p = Plan(total=sum(e.size for e in entries))
-    candidates = sorted(versions(entries), key=lambda v: (v.last_used, v.module, v.version))
+    candidates = sorted(versions(entries, uses), key=lambda v: (v.last_used, v.module, v.version))
     busy, inodes = busy or set(), inodes or {}
     left = p.total
     for v in candidates:

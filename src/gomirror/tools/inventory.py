@@ -14,23 +14,23 @@ key under one :class:`Kind`:
 - ``other``: anything else (a stray file; never touched by gc).
 
 A :class:`Version` groups the files of one module version; its
-``last_used`` is the newest access or write time of its files. Access times
-come from the file system (``relatime``, the Linux default, updates them at
-most once a day per file when it is read, which is all LRU needs and costs
-no write per hit); where a backend has no local files, or the file system
-is mounted ``noatime``, the write time stands in.
+``last_used`` is the newest of: its files' write and access times, and the
+last read servers recorded for it (``storage.lastuse``: batched, so hits
+answered from memory or from an object store count too, at no write per
+hit). File access times alone are not enough: ``noatime`` mounts and
+in-memory hits never change them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from gomirror.errors import GomirrorError
-from gomirror.module.paths import unescape_path, unescape_version
+from gomirror.module.paths import escape_path, escape_version, unescape_path, unescape_version
 from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
 
@@ -67,6 +67,7 @@ class Version:
     module: str
     version: str
     entries: list[Entry] = field(default_factory=list)
+    used: float = 0.0  # the last read recorded by a server (storage.lastuse)
 
     @property
     def size(self) -> int:
@@ -74,7 +75,7 @@ class Version:
 
     @property
     def last_used(self) -> float:
-        return max((max(e.atime, e.mtime) for e in self.entries), default=0.0)
+        return max([self.used, *(max(e.atime, e.mtime) for e in self.entries)])
 
     @property
     def cached_at(self) -> float:
@@ -163,11 +164,19 @@ def _stat_local(root: Path, keys: Iterable[str]) -> list[Entry]:
     return out
 
 
-def versions(entries: Iterable[Entry]) -> list[Version]:
-    """The version files grouped by module version, sorted by module and version."""
+def version_id(module: str, version: str) -> str:
+    """The id ``storage.lastuse`` records a version's reads under: ``<esc>/@v/<v>``."""
+    return f"{escape_path(module)}/@v/{escape_version(version)}"
+
+
+def versions(entries: Iterable[Entry], uses: Mapping[str, float] | None = None) -> list[Version]:
+    """The version files grouped by module version, sorted; ``uses``: recorded reads by id."""
     groups: dict[tuple[str, str], Version] = {}
     for e in entries:
         if e.kind is Kind.VERSION:
-            v = groups.setdefault((e.module, e.version), Version(e.module, e.version))
+            v = groups.get((e.module, e.version))
+            if v is None:
+                used = uses.get(version_id(e.module, e.version), 0.0) if uses else 0.0
+                v = groups[(e.module, e.version)] = Version(e.module, e.version, used=used)
             v.entries.append(e)
     return [groups[k] for k in sorted(groups)]

@@ -50,6 +50,7 @@ class Fetched:
     source: str
     checked: Checked | None = None
     elapsed: float | None = None  # seconds the source itself took, without our checks
+    stale_reason: str | None = None  # the source answered from its own stale copy (a gomirror)
 
 
 class Upstream(Protocol):

@@ -44,6 +44,7 @@ from gomirror.module import modzip, paths, pseudo
 from gomirror.upstream.base import Fetched, FirstByte
 from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
+from gomirror.upstream.git_prebuild import ZipPrebuilder
 from gomirror.upstream.vcsrepo import ArchiveFile, CodeRepo, Resolved
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class DirectConfig:
         ssh commands...); system and user config are never read.
     git_timeout / max_git_processes: per-process timeout and concurrency bound.
     refs_ttl: how long a repository's ref listing is reused before ``ls-remote``.
+    prebuild_zips: zips built ahead when their ``.info`` is asked for, at most (0: none).
     resolve: host -> ``ip:port`` overrides for go-get requests (split DNS, tests).
     """
 
@@ -77,9 +79,11 @@ class DirectConfig:
     git_timeout: float = 300.0
     max_git_processes: int = 8
     refs_ttl: float = 30.0
+    prebuild_zips: int = 8
     discovery_timeout: float = 30.0
     resolve: Mapping[str, str] = dataclasses.field(default_factory=dict)
     extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    git_binary: str = "git"
 
 
 class DirectUpstream:
@@ -94,6 +98,7 @@ class DirectUpstream:
                 git_config=config.git_config,
                 tokens=config.tokens,
                 extra_env=config.extra_env,
+                git_binary=config.git_binary,
             )
         )
         self._discoverer = Discoverer(
@@ -107,6 +112,9 @@ class DirectUpstream:
             )
         )
         self._repos: dict[str, GitRepo] = {}
+        self._prebuilt = ZipPrebuilder(
+            config.cache_dir / "tmp", self._prebuild, limit=config.prebuild_zips
+        )
 
     @property
     def name(self) -> str:
@@ -114,7 +122,8 @@ class DirectUpstream:
         return "direct"
 
     async def close(self) -> None:
-        """Close the discovery HTTP session (git processes never outlive a call)."""
+        """Close the discovery HTTP session and drop unclaimed prebuilt zips."""
+        await self._prebuilt.close()
         await self._discoverer.close()
 
     # -- plumbing -------------------------------------------------------------------
@@ -164,14 +173,31 @@ class DirectUpstream:
         return Fetched("".join(v + "\n" for v in versions).encode(), self.name)
 
     async def info(self, module: str, query: str) -> Fetched:
-        """Resolve query and describe the version."""
+        """Resolve query and describe the version; start building its zip meanwhile."""
         code, _ = await self._code(module)
-        return Fetched(self._info_bytes(code, await code.stat(query)), self.name)
+        canonical = query == paths.canonical_version(query)
+        if canonical:
+            # The go command asks for the zip next: build it while the rest of
+            # the resolution (retractions: the newest tag's go.mod) runs.
+            self._prebuilt.start(module, query)
+        try:
+            resolved = await code.stat(query)
+        except BaseException:
+            if canonical:
+                self._prebuilt.discard(module, query)
+            raise
+        if resolved.version != query:
+            if canonical:
+                self._prebuilt.discard(module, query)
+            self._prebuilt.start(module, resolved.version)
+        return Fetched(self._info_bytes(code, resolved), self.name)
 
     async def latest(self, module: str) -> Fetched:
-        """The ``@latest`` answer."""
+        """The ``@latest`` answer; start building its zip meanwhile."""
         code, _ = await self._code(module)
-        return Fetched(self._info_bytes(code, await code.latest()), self.name)
+        resolved = await code.latest()
+        self._prebuilt.start(module, resolved.version)
+        return Fetched(self._info_bytes(code, resolved), self.name)
 
     async def mod(self, module: str, version: str) -> Fetched:
         """The go.mod of a canonical version."""
@@ -181,20 +207,32 @@ class DirectUpstream:
     async def zip(
         self, module: str, version: str, dst: Path, first_byte: FirstByte | None = None
     ) -> Fetched:
-        """Build the module zip of a canonical version into dst."""
-        code, _ = await self._exact(module, version)
+        """Build the module zip of a canonical version into dst (or take the prebuilt one)."""
+        code, resolved = await self._exact(module, version)
+        if await self._prebuilt.take(module, version, resolved.info.name, dst):
+            log.info("direct zip prebuilt", extra={"mod_path": module, "version": version})
+        else:
+            await self._build_zip(code, module, version, dst)
+        return Fetched(b"", self.name)
+
+    async def _prebuild(self, module: str, version: str, dst: Path) -> str:
+        code, _ = await self._code(module)
+        return await self._build_zip(code, module, version, dst)
+
+    async def _build_zip(self, code: CodeRepo, module: str, version: str, dst: Path) -> str:
+        """Archive version's tree and write the module zip to dst; return the commit."""
         tmp_root = self.config.cache_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="archive-", dir=tmp_root))
         try:
-            files, archive = await code.archive_files(version, tmp / "archive.zip")
+            commit, files, archive = await code.archive_files(version, tmp / "archive.zip")
             result = await asyncio.to_thread(_create, dst, module, version, files, archive)
             log.info(
                 "direct zip built", extra={"mod_path": module, "version": version, "h1": result}
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
-        return Fetched(b"", self.name)
+        return commit
 
 
 def _create(dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path) -> str:

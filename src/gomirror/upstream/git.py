@@ -1,14 +1,18 @@
 """upstream.git runs the ``git`` CLI for direct mode: one bare cache repository per remote URL.
 
-Contract: :class:`GitRunner` starts every git process (bounded concurrency, a
-timeout that kills the whole process group, an isolated environment that reads
-no system or user configuration except an explicitly configured global config
-file, credentials passed through the environment only, and stderr scrubbed of
-URL userinfo). :class:`GitRepo` mirrors one remote into a bare repository
-under the cache directory (the directory name is a hash of the URL) and answers
-the questions the version resolver asks: the remote's refs, what a revision
-is, whether one commit descends from another, the highest tag merged into a
-commit, a file's bytes at a commit, and a ``git archive`` zip of a commit.
+Contract: :class:`GitRunner` starts every git process (at most
+``max_processes`` at once, shared fairly between repositories by
+``git_slots.FairSlots``; a timeout that kills the whole process group; an
+isolated environment that reads no system or user configuration except an
+explicitly configured global config file; credentials passed through the
+environment only; stderr scrubbed of URL userinfo). :class:`GitRepo` keeps
+one bare repository per remote under the cache directory (the directory name
+is a hash of the URL), fetches into it only what a question needs (see its
+docstring: refs by ``ls-remote``, single commits shallow, full history only
+for ancestry), serialised by ``git_lock.RepoLock`` across tasks and
+processes, and answers the questions the version resolver asks: the remote's
+refs, what a revision is, whether one commit descends from a tag, the tags
+merged into a commit, a file's bytes at a commit, and a ``git archive`` zip.
 
 Remote failures become domain errors: a repository that does not exist raises
 ``NotFound``; an authentication failure raises ``UpstreamError`` naming only
@@ -26,6 +30,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import signal
 import time
 import urllib.parse
@@ -33,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gomirror.errors import NotFound, UpstreamError
+from gomirror.upstream.git_lock import RepoLock
+from gomirror.upstream.git_slots import FairSlots
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,15 @@ _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _MIN_HASH_DIGITS = 7
 _ATTRIBUTES = "\n* -export-subst -export-ignore\n"
 _STDERR_LIMIT = 4096
+# Written once every branch and tag has been fetched with full history; from
+# then on single-ref fetches are incremental instead of shallow.
+_COMPLETE_MARKER = "gomirror-complete"
+# protocol v2: v1 can miss tags pointing at a fetched commit (go.dev/issue/56881);
+# packs are kept whole (atomic) rather than exploded into loose objects, and an
+# automatic gc runs inside the fetch (under the repository lock), never detached.
+_FETCH_CONFIG = (
+    "-c", "protocol.version=2", "-c", "fetch.unpackLimit=1", "-c", "gc.autoDetach=false",
+)  # fmt: skip
 
 _NOT_FOUND_MARKERS = (
     "repository not found",
@@ -174,7 +190,7 @@ class GitRunner:
 
     def __init__(self, settings: GitSettings) -> None:
         self.settings = settings
-        self._sem = asyncio.Semaphore(max(1, settings.max_processes))
+        self.slots = FairSlots(settings.max_processes)
         self._secrets: list[str] = []
         self._env = self._build_env()
 
@@ -223,12 +239,17 @@ class GitRunner:
         cwd: Path | None = None,
         stdout_path: Path | None = None,
         ok_codes: tuple[int, ...] = (0,),
+        key: str = "",
     ) -> tuple[int, bytes]:
-        """Run ``git args``; return (exit code, stdout) or raise GitError / UpstreamError."""
+        """Run ``git args``; return (exit code, stdout) or raise GitError / UpstreamError.
+
+        key names the repository the command works for: process slots are
+        shared fairly between keys (``git_slots.FairSlots``).
+        """
         env = dict(self._env)
         if git_dir is not None:
             env["GIT_DIR"] = str(git_dir)
-        async with self._sem:
+        async with self.slots.slot(key):
             started = time.monotonic()
             out_fd = -1
             if stdout_path is not None:
@@ -285,33 +306,74 @@ def _classify_remote_error(exc: GitError, url: str) -> Exception:
 
 
 class GitRepo:
-    """A bare mirror of one remote, refreshed at most once per ``refs_ttl`` seconds."""
+    """A bare cache repository of one remote, filled on demand: shallow first, history when needed.
+
+    What is fetched follows the go command's rules: ``git ls-remote`` answers
+    ref questions without fetching objects; a commit that is needed and is
+    the tip of a known ref is fetched alone (``--depth=1`` while the repository
+    has no history yet, an incremental fetch once it has); only a commit no
+    ref points at, a pseudo-version's base-tag ancestry check or a search for
+    the highest merged tag fetches every branch and tag with full history
+    ("complete"). The repository persists under the cache directory and is
+    reused by later requests and processes; :class:`RepoLock` serialises every
+    change to it, and every git process holds one of the runner's fair slots
+    under this repository's key.
+    """
 
     def __init__(self, runner: GitRunner, cache_dir: Path, url: str, refs_ttl: float) -> None:
         self.runner = runner
         self.url = url
         self.public_url = redact_url(url)
         digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+        self.key = digest
         self.dir = cache_dir / digest
+        self.lock = RepoLock(cache_dir / f"{digest}.lock", 3 * runner.settings.timeout)
         self._refs_ttl = refs_ttl
-        self._lock = asyncio.Lock()
+        self._refs_lock = asyncio.Lock()
+        self._ready = False
+        self._attributes_ok = False
         self._snapshot: RefSnapshot | None = None
+        self._complete_for: RefSnapshot | None = None
         self._stat_cache: dict[str, RevInfo] = {}
         self._file_cache: dict[tuple[str, str], bytes | None] = {}
 
     async def _git(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, bytes]:
-        return await self.runner.run(args, git_dir=self.dir, ok_codes=ok_codes)
+        return await self.runner.run(args, git_dir=self.dir, ok_codes=ok_codes, key=self.key)
+
+    # -- the repository on disk ------------------------------------------------------
 
     async def _init(self) -> None:
-        if (self.dir / "objects").is_dir():
+        if self._ready:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        await self.runner.run(["init", "--bare", "--quiet", str(self.dir)])
-        await self._git("config", "remote.origin.url", self.url)
+        if not (self.dir / "objects").is_dir():
+            async with self.lock.hold():
+                if not (self.dir / "objects").is_dir():
+                    await self._create()
+        self._ready = True
+
+    async def _create(self) -> None:
+        """Create the bare repository beside its final name and rename it into place.
+
+        A crash half-way leaves only a temp directory, never a repository
+        without its remote; the lock is held, so leftovers are ours to remove.
+        """
+        parent = self.dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in [*parent.glob(f"{self.dir.name}.init-*"), self.dir]:
+            await asyncio.to_thread(shutil.rmtree, stale, True)
+        tmp = parent / f"{self.dir.name}.init-{os.getpid()}"
+        await self.runner.run(["init", "--bare", "--quiet", str(tmp)], key=self.key)
+        await self.runner.run(["config", "remote.origin.url", self.url], git_dir=tmp, key=self.key)
+        tmp.rename(self.dir)
+
+    def _complete(self) -> bool:
+        return (self.dir / _COMPLETE_MARKER).exists()
+
+    # -- refs ------------------------------------------------------------------------
 
     async def refs(self, *, fresh: bool = False) -> RefSnapshot:
-        """Return the remote's refs, mirrored locally; re-list when stale or fresh=True."""
-        async with self._lock:
+        """Return the remote's refs (``git ls-remote``, no objects fetched); re-list when stale."""
+        async with self._refs_lock:
             snap = self._snapshot
             now = time.monotonic()
             if snap is not None and not fresh and now - snap.taken < self._refs_ttl:
@@ -322,8 +384,6 @@ class GitRepo:
             except GitError as exc:
                 raise _classify_remote_error(exc, self.url) from None
             snap = parse_ls_remote(out.decode("utf-8", "replace"), now)
-            if await self._local_refs() != snap.raw_heads_and_tags():
-                await self._fetch(snap)
             self._snapshot = snap
             self._stat_cache = {}
             return snap
@@ -339,18 +399,70 @@ class GitRepo:
                 result[ref] = h
         return result
 
-    async def _fetch(self, snap: RefSnapshot) -> None:
+    # -- fetching --------------------------------------------------------------------
+
+    async def _fetch_commit(self, snap: RefSnapshot, ref: str, full: str, target: str) -> bool:
+        """Make target's commit local: fetch its ref alone, else everything. Report success."""
+        async with self.lock.hold():
+            if await self._log1(target) is not None:
+                return True  # another task or process fetched it while we waited
+            if ref and full:
+                # A ref the remote advertises, never a bare hash: commits that no
+                # branch or tag reaches (rejected pull requests) must not become
+                # versions. HEAD gets a private local name outside heads and tags.
+                spec = "+HEAD:refs/gomirror/HEAD" if ref == "HEAD" else f"+{ref}:{ref}"
+                depth = () if self._complete() else ("--depth=1",)
+                try:
+                    await self._git(
+                        *_FETCH_CONFIG, "fetch", "-q", "-f", *depth, "--end-of-options",
+                        "origin", spec,
+                    )  # fmt: skip
+                except GitError as exc:
+                    # Servers differ too much to parse why; fall back to fetching everything.
+                    log.info(
+                        "git ref fetch failed",
+                        extra={"url": self.public_url, "ref": ref, "error": exc.stderr[-200:]},
+                    )
+                else:
+                    if await self._log1(full) is not None:
+                        return True
+            await self._fetch_all_locked(snap)
+            return await self._log1(target) is not None
+
+    async def _ensure_complete(self, snap: RefSnapshot) -> None:
+        """Fetch every branch and tag with full history, unless the repository has them."""
+        if self._complete_for is snap:
+            return
+        async with self.lock.hold():
+            await self._fetch_all_locked(snap)
+
+    async def _fetch_all_locked(self, snap: RefSnapshot) -> None:
+        if self._complete_for is snap:
+            return
+        if self._complete() and await self._local_refs() == snap.raw_heads_and_tags():
+            self._complete_for = snap
+            return
         specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
         if snap.head:
             specs.append("+HEAD:refs/gomirror/HEAD")
+        log.info("git full fetch", extra={"url": self.public_url})
         try:
             await self._git(
-                "fetch", "-q", "-f", "--prune", "--no-tags", "--end-of-options", "origin", *specs
-            )
+                *_FETCH_CONFIG, "fetch", "-q", "-f", "--prune", "--no-tags", "--end-of-options",
+                "origin", *specs,
+            )  # fmt: skip
+            # Deepening is a separate fetch: older git loses refs when both happen at once.
             if (self.dir / "shallow").exists():
-                await self._git("fetch", "-q", "--unshallow", "-f", "--end-of-options", "origin")
+                await self._git(
+                    *_FETCH_CONFIG, "fetch", "-q", "--unshallow", "-f", "--no-tags",
+                    "--end-of-options", "origin", *specs,
+                )  # fmt: skip
         except GitError as exc:
             raise _classify_remote_error(exc, self.url) from None
+        (self.dir / _COMPLETE_MARKER).touch()
+        self._complete_for = snap
+
+    # -- questions ---------------------------------------------------------------------
 
     async def _log1(self, rev: str) -> tuple[str, int] | None:
         code, out = await self._git(
@@ -390,7 +502,10 @@ class GitRepo:
             target = found or rev
         else:
             raise NotFound(f"unknown revision {rev}")
+        full = target if len(target) == hexlen else ""
         logged = await self._log1(target)
+        if logged is None and await self._fetch_commit(snap, ref, full, target):
+            logged = await self._log1(target)
         if logged is None:
             raise NotFound(f"unknown revision {rev}")
         full, ctime = logged
@@ -413,7 +528,7 @@ class GitRepo:
         return info
 
     async def read_file(self, commit: str, file: str) -> bytes | None:
-        """Return the bytes of file at commit (a full hash), or None if it does not exist."""
+        """Return the bytes of file at commit (a full hash, already local), or None if absent."""
         key = (commit, file)
         if key in self._file_cache:
             return self._file_cache[key]
@@ -427,8 +542,15 @@ class GitRepo:
         return data
 
     async def merged_tags(self, commit: str, prefix: str) -> list[str]:
-        """Tag names starting with prefix whose commits are ancestors of (or equal to) commit."""
-        await self.refs()
+        """Tag names starting with prefix whose commits are ancestors of (or equal to) commit.
+
+        Needs history: the repository is completed first, unless the remote
+        has no tag with the prefix at all.
+        """
+        snap = await self.refs()
+        if not snap.tags(prefix):
+            return []
+        await self._ensure_complete(snap)
         _, out = await self._git(
             "for-each-ref", "--format=%(refname)", f"--merged={commit}", "refs/tags"
         )
@@ -438,25 +560,42 @@ class GitRepo:
         )
         return [n for n in names if n.startswith(prefix)]
 
-    async def descends_from(self, commit: str, tag: str) -> bool:
-        """Report whether tag is an ancestor of (or equal to) commit."""
-        code, _ = await self._git(
-            "merge-base", "--is-ancestor", "--", tag, commit, ok_codes=(0, 1, 128)
-        )
-        return code == 0
+    async def descends_from(self, commit: str, tag_ref: str) -> bool:
+        """Report whether the remote's tag_ref (``refs/tags/X``) is an ancestor of (or is) commit.
+
+        A shallow repository can answer "no" falsely, so only "yes" is
+        trusted before the repository has been completed.
+        """
+        snap = await self.refs()
+        tagged = snap.refs.get(tag_ref, "")
+        if not tagged:
+            return False
+        for attempt in range(2):
+            code, _ = await self._git(
+                "merge-base", "--is-ancestor", "--", tagged, commit, ok_codes=(0, 1, 128)
+            )
+            if code == 0:
+                return True
+            if attempt == 0:
+                await self._ensure_complete(snap)
+        return False
 
     async def archive(self, commit: str, subdir: str, dst: Path) -> None:
-        """Write ``git archive --format=zip --prefix=prefix/ commit [subdir]`` into dst."""
-        async with self._lock:
-            await asyncio.to_thread(self._ensure_attributes)
+        """Write ``git archive --format=zip -0 --prefix=prefix/ commit [subdir]`` into dst."""
+        if not self._attributes_ok:
+            async with self.lock.hold():
+                await asyncio.to_thread(self._ensure_attributes)
+            self._attributes_ok = True
+        # -0: entries are stored, not deflated. The archive is only read back to
+        # build the module zip, so compressing it would be work thrown away.
         args = [
-            "-c", "core.autocrlf=input", "-c", "core.eol=lf", "archive", "--format=zip",
+            "-c", "core.autocrlf=input", "-c", "core.eol=lf", "archive", "--format=zip", "-0",
             "--prefix=prefix/", "--end-of-options", commit,
         ]  # fmt: skip
         if subdir:
             args.append(subdir)
         try:
-            await self.runner.run(args, git_dir=self.dir, stdout_path=dst)
+            await self.runner.run(args, git_dir=self.dir, stdout_path=dst, key=self.key)
         except GitError as exc:
             if "did not match any files" in exc.stderr:
                 raise NotFound(f"directory {subdir} not found at {commit[:12]}") from None

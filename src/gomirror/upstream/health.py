@@ -19,6 +19,10 @@ and when. From those it derives a state:
 ``HealthBook`` owns the records, one per upstream name. Nothing here does I/O
 and every method is synchronous: the records are only touched from the event
 loop. ``clock`` is injectable so tests control time.
+
+Several instances agree on ``down`` through ``coordination.sharedhealth``: a
+record calls its ``on_change`` hook when it goes down or comes back up, and
+``adopt`` applies another instance's verdict without calling the hook.
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ class Health:
         self.lagging = False
         self.lagging_reason = ""
         self.history: deque[tuple[float, float]] = deque(maxlen=60)  # (wall time, seconds)
+        # Called with (record, down, seconds down, reason) on going down or back up.
+        self.on_change: Callable[[Health, bool, float, str], None] | None = None
 
     # --- what the observer reports ---------------------------------------
 
@@ -116,6 +122,7 @@ class Health:
             self._down_until = None
             self._down_reason = ""
             self._backoff = self._s.down_backoff
+            self._changed(False, 0.0, "")
 
     def record_failure(
         self, reason: str, *, timeout: bool = False, retry_after: float | None = None
@@ -149,6 +156,7 @@ class Health:
         if self._down_until is not None:
             self._down_until = None
             self._backoff = self._s.down_backoff
+            self._changed(False, 0.0, "")
 
     def record_unfinished(self, kind: OpKind, seconds: float, got_first_byte: bool) -> None:
         """A request cancelled because another mirror answered first (a hedge it lost).
@@ -179,6 +187,23 @@ class Health:
         self._down_until = now + seconds
         self._down_reason = reason
         self._probing = False
+        self._changed(True, seconds, reason)
+
+    def _changed(self, down: bool, seconds: float, reason: str) -> None:
+        if self.on_change is not None:
+            self.on_change(self, down, seconds, reason)
+
+    def adopt(self, down: bool, seconds: float = 0.0, reason: str = "") -> None:
+        """Take another instance's verdict: down for ``seconds``, or up again. No hook call."""
+        if down:
+            if self._down_until is None:
+                self._down_until = self._clock() + seconds
+                self._down_reason = reason[:300]
+                self._probing = False
+        elif self._down_until is not None and not self._probing:
+            self._down_until = None
+            self._down_reason = ""
+            self._backoff = self._s.down_backoff
 
     # --- what the chain and the status page read -------------------------
 

@@ -25,6 +25,11 @@ A mirror is not trusted to behave:
 - redirects are followed by hand, each hop judged by
   ``upstream.redirects.RedirectPolicy`` before it is requested; a refused
   one is ``UpstreamRejected``.
+
+A mirror that is itself a gomirror marks an answer it served stale with
+``X-Gomirror-Stale: <reason>``; that reason is carried in
+``Fetched.stale_reason`` so an edge instance answers it stale too instead of
+caching it as fresh.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import errno
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -65,6 +71,21 @@ ERROR_DETAIL_SECONDS = 5.0  # an error body is a courtesy: never wait long for i
 _GZIP = frozenset({"gzip", "x-gzip"})
 _IDENTITY = frozenset({"", "identity"})
 _MAX_GZIP_MEMBERS = 64
+STALE_HEADER = "X-Gomirror-Stale"
+MAX_STALE_REASON = 200
+
+
+class _Got(NamedTuple):
+    body: bytes | None  # None for a zip, which went to its destination file
+    stale: str | None  # the upstream's own stale marker, if it sent one
+
+
+def _stale_reason(resp: aiohttp.ClientResponse) -> str | None:
+    value = resp.headers.get(STALE_HEADER)
+    if value is None:
+        return None
+    text = "".join(c if c.isprintable() else "?" for c in value[:MAX_STALE_REASON]).strip()
+    return text or "stale"
 
 
 def url_path(module: str, suffix: str) -> str:
@@ -140,8 +161,11 @@ class HttpUpstream:
 
     async def _fetch_small(self, path: str) -> Fetched:
         started = time.monotonic()
-        body = await self._get_small(path)
-        return Fetched(body, self._name, elapsed=time.monotonic() - started)
+        got = await self._get(path, dst=None, limit=MAX_SMALL_BYTES)
+        assert got.body is not None
+        return Fetched(
+            got.body, self._name, elapsed=time.monotonic() - started, stale_reason=got.stale
+        )
 
     async def get_raw(self, path: str) -> bytes:
         """GET an arbitrary path below the base URL (used for ``/sumdb/...`` routes)."""
@@ -151,13 +175,13 @@ class HttpUpstream:
         """Nothing to release: the session belongs to the composition root."""
 
     async def _get_small(self, path: str) -> bytes:
-        body = await self._get(path, dst=None, limit=MAX_SMALL_BYTES)
-        assert body is not None
-        return body
+        got = await self._get(path, dst=None, limit=MAX_SMALL_BYTES)
+        assert got.body is not None
+        return got.body
 
     async def _get(
         self, path: str, *, dst: Path | None, limit: int, first_byte: FirstByte | None = None
-    ) -> bytes | None:
+    ) -> _Got:
         for attempt in (1, 2):
             try:
                 return await self._get_once(path, dst=dst, limit=limit, first_byte=first_byte)
@@ -172,7 +196,7 @@ class HttpUpstream:
 
     async def _get_once(
         self, path: str, *, dst: Path | None, limit: int, first_byte: FirstByte | None
-    ) -> bytes | None:
+    ) -> _Got:
         shown = self._name + path
         deadline = self._limits.deadline(zip=dst is not None)
         bound = asyncio.timeout(deadline)
@@ -202,7 +226,7 @@ class HttpUpstream:
         dst: Path | None,
         limit: int,
         first_byte: FirstByte | None,
-    ) -> bytes | None:
+    ) -> _Got:
         url = URL(self.base_url + path)
         hop = 0
         while True:
@@ -221,7 +245,8 @@ class HttpUpstream:
                 if status == 200:
                     if first_byte is not None:
                         first_byte()
-                    return await self._read_ok(resp, dst, limit, shown)
+                    body = await self._read_ok(resp, dst, limit, shown)
+                    return _Got(body, _stale_reason(resp))
                 await self._raise_for(resp, shown)
 
     async def _next_hop(self, current: URL, location: str, hop: int, shown: str) -> URL:
@@ -229,6 +254,9 @@ class HttpUpstream:
             target = current.join(URL(location))
         except ValueError:
             raise UpstreamRejected(f"{shown}: redirect to an invalid URL") from None
+        if target.scheme not in ("http", "https") or not target.host:  # file:, data: (no origin)
+            scheme = target.scheme or "no"
+            raise UpstreamRejected(f"{shown}: redirect to an unsupported URL ({scheme} scheme)")
         if (target.scheme, target.host, target.port) != (
             current.scheme,
             current.host,

@@ -451,8 +451,8 @@ class CodeRepo:
             return f"module {self.mod_path}\n".encode()
         return data
 
-    async def archive_files(self, version: str, dst: Path) -> tuple[list[ArchiveFile], Path]:
-        """Archive a canonical version into dst; return its files and dst (``codeRepo.Zip``)."""
+    async def archive_files(self, version: str, dst: Path) -> tuple[str, list[ArchiveFile], Path]:
+        """Archive a canonical version into dst; return its commit, files and dst (``codeRepo.Zip``)."""
         try:
             commit, subdir, _ = await self.find_dir(version)
         except NotFound as exc:
@@ -463,7 +463,7 @@ class CodeRepo:
             data = await self.git.read_file(commit, "LICENSE")
             if data is not None:
                 files.append(ArchiveFile(path="LICENSE", size=len(data), kind="regular", data=data))
-        return files, dst
+        return commit, files, dst
 
 
 def _read_archive(archive: Path, subdir: str) -> list[ArchiveFile]:

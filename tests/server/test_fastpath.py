@@ -1,0 +1,433 @@
+"""server.fastpath against the real tree: the same bytes as aiohttp, handovers, limits, bookkeeping.
+
+Two servers share one cache: one with ``fast_path`` off (the reference: every
+answer from aiohttp) and one with it on. Raw HTTP/1.1 over loopback sockets
+compares them byte for byte (status line, every header in order, body; only
+the ``Date`` value may differ), for each kind of answer, GET and HEAD. Then:
+a miss on a keep-alive connection is handed to aiohttp and the connection
+keeps working; pipelined requests are answered in order across a handover;
+malformed input is aiohttp's 400; a purged file is never served from memory;
+idle connections are closed and the connection limit holds; metrics, the
+access log and the popularity count see fast-path answers; and the real go
+command downloads a graph through a warm server with the fast path on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gomirror import app
+from gomirror.config import load_config
+from gomirror.server.fastpath import FastPath
+from support.corpus import Corpus
+from support.gorunner import GoRunner
+from support.simulator import UpstreamSimulator
+
+M, V = "example.com/fast/Mod", "v1.2.0"  # an upper-case letter: the path is case-escaped
+EM = "example.com/fast/!mod"
+OTHER = "example.com/fast/other"
+DATE = re.compile(rb"^Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    c = Corpus()
+    c.add_module(M, V, {"a.go": b"package mod\n", "big.bin": random.Random(7).randbytes(300_000)})
+    c.add_module(M, "v1.1.0", {"a.go": b"package mod\n"})
+    c.add_module(OTHER, "v1.0.0", {"o.go": b"package other\n"})
+    c.synthetic_graph(8, prefix="example.com/fastgraph", go_version="1.16", seed=3)
+    return c
+
+
+@pytest.fixture
+def sim(corpus: Corpus) -> Iterator[UpstreamSimulator]:
+    with UpstreamSimulator(corpus, name="mirror") as s:
+        yield s
+
+
+@dataclass
+class Served:
+    port: int
+    parts: app.Parts
+    fast: FastPath | None
+
+
+@asynccontextmanager
+async def serving(
+    tmp: Path, upstream: str, monkeypatch: pytest.MonkeyPatch, **more: Any
+) -> AsyncIterator[Served]:
+    made: list[FastPath] = []
+    real = app.fast_path
+
+    def capture(parts: app.Parts) -> FastPath:
+        made.append(real(parts))
+        return made[-1]
+
+    monkeypatch.setattr(app, "fast_path", capture)
+    overrides: dict[str, Any] = {
+        "cache_dir": str(tmp / "cache"),
+        "upstream": upstream,
+        "sumdb": "off",
+        "listen": "127.0.0.1:0",
+        "access_log": "false",
+        "monitor": "false",
+        **more,
+    }
+    cfg = load_config(env={}, overrides=overrides)
+    async with app.build(cfg) as parts, app.serve(parts) as port:
+        yield Served(port, parts, made[-1] if made else None)
+
+
+@dataclass
+class Raw:
+    head: list[bytes]  # status line, then header lines, as sent
+    body: bytes
+
+    @property
+    def status(self) -> int:
+        return int(self.head[0].split()[1])
+
+    def header(self, name: str) -> str:
+        for line in self.head[1:]:
+            k, _, v = line.partition(b": ")
+            if k.decode().lower() == name.lower():
+                return v.decode()
+        raise KeyError(name)
+
+    def comparable(self) -> list[bytes]:
+        """The head with the Date value checked and blanked (it is the only header allowed to differ)."""
+        out = []
+        for line in self.head:
+            if line.startswith(b"Date: "):
+                assert DATE.match(line), line
+                line = b"Date: -"
+            out.append(line)
+        return out
+
+
+class Conn:
+    """One keep-alive client connection speaking raw HTTP/1.1."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def read(self, *, head_only: bool = False) -> Raw:
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        lines = raw[:-4].split(b"\r\n")
+        resp = Raw(lines, b"")
+        if not head_only:
+            resp.body = await asyncio.wait_for(
+                self.reader.readexactly(int(resp.header("Content-Length"))), 10
+            )
+        return resp
+
+    async def ask(self, path: str, method: str = "GET", extra: bytes = b"") -> Raw:
+        await self.send(request(path, method, extra))
+        return await self.read(head_only=method == "HEAD")
+
+    async def closed_by_server(self, within: float) -> bool:
+        try:
+            return await asyncio.wait_for(self.reader.read(1), within) == b""
+        except (TimeoutError, ConnectionResetError):
+            return False
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def request(path: str, method: str = "GET", extra: bytes = b"") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + extra + b"\r\n"
+
+
+PATHS = {
+    "info": f"/{EM}/@v/{V}.info",
+    "mod": f"/{EM}/@v/{V}.mod",
+    "zip": f"/{EM}/@v/{V}.zip",
+    "list": f"/{EM}/@v/list",
+    "latest": f"/{EM}/@latest",
+}
+
+
+async def warm_answers(port: int, method: str) -> dict[str, Raw]:
+    conn = await Conn.open(port)
+    try:
+        return {kind: await conn.ask(path, method) for kind, path in PATHS.items()}
+    finally:
+        conn.close()
+
+
+def test_fast_answers_are_byte_identical_to_aiohttp(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch, fast_path="false") as ref:
+            assert ref.fast is None
+            await warm_answers(ref.port, "GET")  # fills the cache
+            want = {m: await warm_answers(ref.port, m) for m in ("GET", "HEAD")}
+        async with serving(tmp_path, "off", monkeypatch) as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")  # aiohttp answers, the fast path learns
+            assert len(srv.fast.table) == len(PATHS)
+            before = srv.fast.answered
+            got = {m: await warm_answers(srv.port, m) for m in ("GET", "HEAD")}
+            assert srv.fast.answered - before == 2 * len(PATHS)
+        for method in ("GET", "HEAD"):
+            for kind in PATHS:
+                a, b = want[method][kind], got[method][kind]
+                assert a.header("X-Gomirror-Cache") == "hit"
+                if kind in ("list", "latest"):
+                    # max-age counts down with the file's age; both computed the same way
+                    ca, cb = a.header("Cache-Control"), b.header("Cache-Control")
+                    assert re.fullmatch(r"public, max-age=\d+", cb), cb
+                    assert abs(int(ca.split("=")[1]) - int(cb.split("=")[1])) <= 2
+                    a.head = [ln for ln in a.head if not ln.startswith(b"Cache-Control")]
+                    b.head = [ln for ln in b.head if not ln.startswith(b"Cache-Control")]
+                assert a.comparable() == b.comparable(), (method, kind)
+                assert a.body == b.body, (method, kind)
+        assert len(got["GET"]["zip"].body) > 300_000
+        assert got["HEAD"]["zip"].body == b""
+
+    asyncio.run(main())
+
+
+def test_miss_on_a_keepalive_connection_is_handed_over_and_the_connection_keeps_working(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")
+            conn = await Conn.open(srv.port)
+            first = await conn.ask(PATHS["mod"])  # fast path
+            assert srv.fast.handed_over == 1  # only the warming connection so far
+            miss = await conn.ask(f"/{EM}/@v/v1.1.0.info")  # not hot: handover
+            assert srv.fast.handed_over == 2
+            assert miss.status == 200 and b'"v1.1.0"' in miss.body
+            assert miss.header("X-Gomirror-Cache") == "miss"
+            again = await conn.ask(PATHS["mod"])  # now answered by aiohttp on this connection
+            assert again.comparable() == first.comparable() and again.body == first.body
+            z = await conn.ask(PATHS["zip"])
+            assert z.status == 200 and len(z.body) == int(z.header("Content-Length"))
+            health = await conn.ask("/healthz")
+            assert health.status == 200 and health.body == b"ok\n"
+            conn.close()
+
+    asyncio.run(main())
+
+
+def test_pipelined_requests_are_answered_in_order_across_a_handover(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            assert srv.fast is not None
+            want = await warm_answers(srv.port, "GET")
+            order = ["info", "zip", "mod", "zip", "list", "info"]
+            conn = await Conn.open(srv.port)
+            before = srv.fast.answered
+            # Everything in one write, a HEAD and a miss in the middle.
+            data = b"".join(request(PATHS[k]) for k in order[:3])
+            data += request(PATHS["mod"], "HEAD") + request("/healthz")
+            data += b"".join(request(PATHS[k]) for k in order[3:])
+            await conn.send(data)
+            got = [await conn.read() for _ in order[:3]]
+            head = await conn.read(head_only=True)
+            health = await conn.read()
+            got += [await conn.read() for _ in order[3:]]
+            assert [r.body for r in got] == [want[k].body for k in order]
+            assert all(r.status == 200 for r in got)
+            assert head.status == 200 and head.header("Content-Length") == str(
+                len(want["mod"].body)
+            )
+            assert health.body == b"ok\n"
+            # The four before the miss came from the fast path; aiohttp answered the rest.
+            assert srv.fast.answered - before == 4
+            conn.close()
+
+    asyncio.run(main())
+
+
+def test_unusual_and_malformed_requests_go_to_aiohttp(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            fast = srv.fast
+            assert fast is not None
+            await warm_answers(srv.port, "GET")
+            zip_path = PATHS["zip"]
+            size = int((await warm_answers(srv.port, "HEAD"))["zip"].header("Content-Length"))
+            cases: list[tuple[bytes, int]] = [
+                (request(zip_path, extra=b"Range: bytes=0-9\r\n"), 206),
+                (request(PATHS["mod"], extra=b"If-None-Match: *\r\n"), 200),
+                (request(zip_path, extra=b"no colon here\r\n"), 400),
+                (request(PATHS["mod"], extra=b"Transfer-Encoding: chunked\r\n") + b"zz\r\n", 400),
+                (f"GET {PATHS['mod']} HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".encode(), 400),
+                (f"GET {PATHS['mod']} HTTP/9.9\r\nHost: a\r\n\r\n".encode(), 400),
+                (f"GET {PATHS['mod']}\x01 HTTP/1.1\r\nHost: a\r\n\r\n".encode(), 400),
+            ]
+            for data, status in cases:
+                before = fast.answered
+                conn = await Conn.open(srv.port)
+                # A hot request first, so the odd one arrives on a fast-path connection.
+                assert (await conn.ask(PATHS["info"])).status == 200
+                await conn.send(data)
+                got = await conn.read()
+                assert got.status == status, (data, got.head, got.body)
+                assert fast.answered - before == 1, data
+                if status == 206:
+                    assert got.header("Content-Range") == f"bytes 0-9/{size}"
+                if status == 400:
+                    assert len(got.body) < 200
+                conn.close()
+
+    asyncio.run(main())
+
+
+def test_a_purged_file_is_never_served_from_memory(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, "off", monkeypatch) as srv:
+            assert srv.fast is not None
+            conn = await Conn.open(srv.port)
+            assert (await conn.ask(PATHS["mod"])).status == 404  # upstream off, nothing cached
+            conn.close()
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")
+            cache = tmp_path / "cache"
+            for kind in ("mod", "zip"):
+                (cache / PATHS[kind].lstrip("/")).unlink()
+            conn = await Conn.open(srv.port)
+            before = srv.fast.answered
+            for kind in ("mod", "zip"):
+                got = await conn.ask(PATHS[kind])
+                assert got.status == 200 and got.header("X-Gomirror-Cache") == "miss", kind
+            assert srv.fast.answered == before
+            conn.close()
+
+    asyncio.run(main())
+
+
+def test_idle_and_dribbling_connections_are_closed_and_the_limit_holds(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        more = {"idle_timeout": "0.5", "max_connections": "4"}
+        async with serving(tmp_path, sim.url, monkeypatch, **more) as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")
+            idle = await Conn.open(srv.port)
+            answered = await Conn.open(srv.port)
+            assert (await answered.ask(PATHS["info"])).status == 200
+            dribbler = await Conn.open(srv.port)
+            await dribbler.send(request(PATHS["info"])[:-2])  # head never completed
+            third = await Conn.open(srv.port)
+            # Four connections are open (all owned by the fast path): the fifth is refused.
+            refused = await Conn.open(srv.port)
+            busy = await refused.read()
+            assert busy.status == 503 and busy.header("Retry-After") == "1"
+            started = time.monotonic()
+            for c in (idle, answered, dribbler, third):
+                assert await c.closed_by_server(3.0)
+            assert time.monotonic() - started < 3.0
+            ok = await Conn.open(srv.port)
+            assert (await ok.ask(PATHS["info"])).status == 200
+            for c in (idle, answered, dribbler, third, refused, ok):
+                c.close()
+
+    asyncio.run(main())
+
+
+def test_metrics_access_log_and_popularity_count_fast_answers(
+    tmp_path: Path,
+    sim: UpstreamSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def count(text: str, endpoint: str) -> float:
+        m = re.search(
+            rf'^gomirror_requests_total{{endpoint="{endpoint}",status="200"}} (\S+)$', text, re.M
+        )
+        return float(m.group(1)) if m else 0.0
+
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch, access_log="true") as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")
+            conn = await Conn.open(srv.port)
+            for _ in range(7):
+                assert (await conn.ask(PATHS["mod"])).status == 200
+            assert srv.fast.answered == 7
+            conn.close()
+            deadline = time.monotonic() + 5
+            async with aiohttp.ClientSession() as s:
+                while True:
+                    async with s.get(f"http://127.0.0.1:{srv.port}/metrics") as r:
+                        text = await r.text()
+                    if count(text, "mod") >= 8 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)  # polling /metrics until the batch is flushed
+            assert count(text, "mod") == 8, text
+            assert re.search(r'^gomirror_cache_total{endpoint="mod",result="hit"} 7.0$', text, re.M)
+            assert re.search(
+                r'^gomirror_request_duration_seconds_count{endpoint="mod"} 8.0$', text, re.M
+            ), text
+            assert srv.parts.popularity.top(1) == [M]
+        lines = [r for r in caplog.records if r.name == "gomirror.access"]
+        fast_lines = [r for r in lines if getattr(r, "path", "") == PATHS["mod"]]
+        assert len(fast_lines) == 8
+        assert all(getattr(r, "status", 0) == 200 for r in fast_lines)
+
+    caplog.set_level(logging.INFO, logger="gomirror.access")
+    asyncio.run(main())
+
+
+def test_go_command_downloads_a_graph_through_a_warm_fast_path(
+    tmp_path: Path, corpus: Corpus, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = "example.com/fastgraph/m000"
+
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            assert srv.fast is not None
+            url = f"http://127.0.0.1:{srv.port}"
+            results = []
+            for n in range(2):  # cold, then warm: the second go command is served from memory
+                go = GoRunner(tmp_path / f"go{n}", url)
+                app_dir = tmp_path / f"app{n}"
+                go.init_module(app_dir, "example.com/app", "1.16", {root: "v1.0.0"})
+                before = srv.fast.answered
+                out = await asyncio.to_thread(go.mod_download_json, "all", cwd=app_dir)
+                results.append((out, srv.fast.answered - before))
+            (cold, _), (warm, fast_answers) = results
+            assert len(warm) == len(cold) == 8
+            assert not [m for m in warm if m.get("Error")]
+            assert {m["Sum"] for m in warm} == {m["Sum"] for m in cold}
+            for m in warm:
+                mv = corpus.get(m["Path"], m["Version"])
+                assert mv is not None and m["Sum"] == mv.h1
+            assert fast_answers >= 16  # the .mod and .zip of every module, at least
+
+    asyncio.run(main())

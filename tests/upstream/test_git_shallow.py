@@ -1,0 +1,270 @@
+"""test_git_shallow covers what direct mode fetches: refs only, one commit shallow, history on demand.
+
+A wrapper around the real git (``GitSettings.git_binary``) appends every
+command line to a log, so each test can say which git commands ran: no object
+fetch for ``list``, one ``--depth=1`` fetch for a tag, a full fetch only for
+a pseudo-version's ancestry check, nothing fetched again by a second
+``GitRepo`` (or process) reusing the cache repository. The cross-process lock
+is tested by holding the repository's ``flock`` from the test itself (flock
+conflicts between open file descriptions, as between processes) and by two
+worker processes fetching into one cache directory at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gomirror.module import pseudo
+from gomirror.upstream.direct import DirectConfig, DirectUpstream
+from gomirror.upstream.git import GitRepo, GitRunner, GitSettings
+from support.gitrepos import GIT, GitWorld, RepoBuilder
+
+M = "github.com/acme/deep"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def logging_git(tmp: Path) -> tuple[Path, Path]:
+    """A git wrapper script that logs its arguments; returns (script, log)."""
+    log = tmp / "git.log"
+    script = tmp / "git-logged"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{GIT}" "$@"\n', encoding="utf-8")
+    script.chmod(0o755)
+    return script, log
+
+
+def fetches(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [line for line in log.read_text().splitlines() if " fetch " in f" {line} "]
+
+
+def local_commits(cache_repo: Path) -> int:
+    out = subprocess.run(
+        [GIT, "--git-dir", str(cache_repo), "rev-list", "--count", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1"},
+    )
+    return int(out.stdout.strip() or 0)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> GitWorld:
+    return GitWorld(tmp_path / "world")
+
+
+@pytest.fixture
+def deep(world: GitWorld) -> RepoBuilder:
+    r = world.repo("acme/deep")
+    r.commit({"go.mod": f"module {M}\n", "a.go": "package deep\n"})
+    r.tag("v1.0.0")
+    for i in range(8):
+        r.commit({"a.go": f"package deep // {i}\n"})
+    r.tag("v1.1.0", annotated=True)
+    for i in range(3):
+        r.commit({"b.go": f"package deep // {i}\n"})
+    return r
+
+
+def direct(world: GitWorld, tmp: Path, git: Path, prebuild_zips: int = 8) -> DirectUpstream:
+    cfg = DirectConfig(
+        cache_dir=tmp / "cache",
+        git_config=world.git_config,
+        refs_ttl=3600.0,
+        git_binary=str(git),
+        prebuild_zips=prebuild_zips,
+    )
+    return DirectUpstream(cfg)
+
+
+def cache_repo(tmp: Path) -> Path:
+    [repo] = [p for p in (tmp / "cache" / "git").iterdir() if p.is_dir()]
+    return repo
+
+
+def test_list_and_latest_fetch_no_history(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    git, log = logging_git(tmp_path)
+
+    async def body() -> tuple[bytes, str]:
+        up = direct(world, tmp_path, git)
+        try:
+            listed = (await up.list(M)).body
+            assert fetches(log) == []  # ls-remote answered the list
+            latest = json.loads((await up.latest(M)).body)["Version"]
+            return listed, latest
+        finally:
+            await up.close()
+
+    listed, latest = asyncio.run(body())
+    assert (listed, latest) == (b"v1.0.0\nv1.1.0\n", "v1.1.0")
+    [fetch] = fetches(log)  # only the newest tag, for its go.mod (retractions)
+    assert "--depth=1" in fetch and "refs/tags/v1.1.0:refs/tags/v1.1.0" in fetch
+    repo = cache_repo(tmp_path)
+    assert local_commits(repo) == 1
+    assert (repo / "shallow").exists()
+
+
+def test_tag_zip_is_shallow_and_reused_by_a_new_instance(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    git, log = logging_git(tmp_path)
+
+    async def zip_once(name: str) -> bytes:
+        up = direct(world, tmp_path, git, prebuild_zips=0)
+        try:
+            await up.info(M, "v1.0.0")
+            await up.zip(M, "v1.0.0", tmp_path / name)
+            return (tmp_path / name).read_bytes()
+        finally:
+            await up.close()
+
+    first = asyncio.run(zip_once("a.zip"))
+    # v1.0.0 itself, then the newest tag v1.1.0 for its retractions: both shallow.
+    assert [f.split()[-1] for f in fetches(log)] == [
+        "+refs/tags/v1.0.0:refs/tags/v1.0.0",
+        "+refs/tags/v1.1.0:refs/tags/v1.1.0",
+    ]
+    assert all("--depth=1" in f for f in fetches(log))
+    assert local_commits(cache_repo(tmp_path)) == 2
+    log.unlink()
+    second = asyncio.run(zip_once("b.zip"))  # a fresh process's view: same cache directory
+    assert second == first
+    assert fetches(log) == []
+
+
+def test_pseudo_version_ancestry_completes_history(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    git, log = logging_git(tmp_path)
+    head = deep.head()
+    t = int(deep.git("log", "-n1", "--format=%ct", head).strip())
+    version = pseudo.pseudo_version("", "v1.1.0", dt.datetime.fromtimestamp(t, dt.UTC), head[:12])
+
+    async def body() -> tuple[str, str]:
+        up = direct(world, tmp_path, git)
+        try:
+            by_branch = json.loads((await up.info(M, "main")).body)["Version"]
+            exact = json.loads((await up.info(M, version)).body)["Version"]
+            return by_branch, exact
+        finally:
+            await up.close()
+
+    assert asyncio.run(body()) == (version, version)
+    assert (cache_repo(tmp_path) / "gomirror-complete").exists()
+    assert local_commits(cache_repo(tmp_path)) == int(deep.git("rev-list", "--count", "--all"))
+    assert not (cache_repo(tmp_path) / "shallow").exists()
+    assert sum("--unshallow" in f for f in fetches(log)) == 1
+
+
+def test_complete_repository_fetches_new_tags_incrementally(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    git, log = logging_git(tmp_path)
+    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
+    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 0.0)
+
+    async def body() -> None:
+        assert await g.merged_tags(deep.head(), "v") == ["v1.0.0", "v1.1.0"]
+        deep.commit({"c.go": "package deep\n"})
+        deep.tag("v1.2.0")
+        log.unlink()
+        info = await g.stat("v1.2.0")
+        assert info.tags == ("v1.2.0",)
+        assert await g.descends_from(info.name, "refs/tags/v1.0.0")
+
+    asyncio.run(body())
+    [fetch] = fetches(log)
+    assert "--depth" not in fetch  # history is kept complete
+    assert not (g.dir / "shallow").exists()
+
+
+def test_fetch_waits_for_another_process_holding_the_lock(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    git, log = logging_git(tmp_path)
+    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
+    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 3600.0)
+    caplog.set_level(logging.DEBUG, logger="gomirror.upstream.git_lock")
+
+    async def body() -> None:
+        await g.refs()  # creates the repository
+        fd = os.open(g.lock.path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another worker" is fetching
+        try:
+            task = asyncio.create_task(g.stat("v1.0.0"))
+            deadline = time.monotonic() + 20
+            while not any(r.getMessage() == "git repository busy" for r in caplog.records):
+                assert time.monotonic() < deadline, "stat never waited for the lock"
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            assert fetches(log) == []  # nothing touched the repository meanwhile
+        finally:
+            os.close(fd)
+        info = await asyncio.wait_for(task, 20)
+        assert info.version == "v1.0.0"
+
+    asyncio.run(body())
+    assert len(fetches(log)) == 1
+
+
+WORKER = """
+import asyncio, sys
+from pathlib import Path
+from gomirror.upstream.direct import DirectConfig, DirectUpstream
+from gomirror.module.dirhash import hash_zip
+
+async def main() -> None:
+    cache, gitconfig, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    up = DirectUpstream(DirectConfig(cache_dir=cache, git_config=gitconfig, refs_ttl=0.0))
+    try:
+        hashes = []
+        for v in sys.argv[4:]:
+            await up.zip("github.com/acme/deep", v, out / f"{v}.zip")
+            hashes.append(hash_zip(out / f"{v}.zip"))
+        print(" ".join(hashes))
+    finally:
+        await up.close()
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_share_one_cache_repository(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    procs = []
+    for i, order in enumerate((["v1.0.0", "v1.1.0"], ["v1.1.0", "v1.0.0"])):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        args = [sys.executable, "-c", WORKER, str(cache), str(world.git_config), str(out), *order]
+        procs.append(
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr.decode()
+        results.append(stdout.decode().split())
+    assert results[0] == list(reversed(results[1]))
+    repo = cache_repo(tmp_path)
+    fsck = subprocess.run(
+        [GIT, "--git-dir", str(repo), "fsck", "--no-dangling"], capture_output=True, text=True
+    )
+    assert fsck.returncode == 0, fsck.stderr
+    assert not list((cache / "git").glob("*.init-*"))
