@@ -48,7 +48,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gomirror.answers import Answer, CacheResult, FileAnswer
 from gomirror.config import Config
@@ -402,26 +402,26 @@ class PredictingService:
 
     async def latest(self, module: str) -> Answer:
         ans = await self.service.latest(module)
-        self._resolved(module, ans.body)
+        self._tell(self._resolved, module, ans.body)
         return ans
 
     async def info(self, module: str, query: str) -> Answer:
-        self.predictor.requested("info", module, query)
+        self._tell(self.predictor.requested, "info", module, query)
         ans = await self.service.info(module, query)
         if is_canonical_for(module, query):
-            self.predictor.version_served(module, query)
+            self._tell(self.predictor.version_served, module, query)
         else:
-            self._resolved(module, ans.body)
+            self._tell(self._resolved, module, ans.body)
         return ans
 
     async def mod(self, module: str, version: str) -> Answer:
-        self.predictor.requested("mod", module, version)
+        self._tell(self.predictor.requested, "mod", module, version)
         ans = await self.service.mod(module, version)
-        self.predictor.mod_served(module, version, ans.body)
+        self._tell(self.predictor.mod_served, module, version, ans.body)
         return ans
 
     async def zip(self, module: str, version: str) -> FileAnswer:
-        self.predictor.requested("zip", module, version)
+        self._tell(self.predictor.requested, "zip", module, version)
         return await self.service.zip(module, version)
 
     def _resolved(self, module: str, body: bytes) -> None:
@@ -430,3 +430,11 @@ class PredictingService:
         except GomirrorError:
             return
         self.predictor.version_served(module, version)
+
+    @staticmethod
+    def _tell(fn: Callable[..., None], *args: Any) -> None:
+        """Call a predictor hook; a bug in prediction must never turn an answer into an error."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("prediction hook failed")

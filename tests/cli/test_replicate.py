@@ -374,6 +374,31 @@ def test_a_killed_run_leaves_only_whole_files_and_the_rerun_copies_what_is_missi
     assert not [p for p in (cache / "_gomirror/tmp").rglob("*") if p.suffix == ".zip"]
 
 
+def test_conflicts_are_left_alone_and_files_without_sidecars_are_not_copied(
+    world: World, tmp_path: Path
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    planted = plant(src, 3)
+    code, report = world.replicate("--from", str(src), "--to", str(dst))
+    assert code == 0 and report["copied"] == 9, report
+    clash = "example.com/many/m000/@v/v1.0.0.zip"
+    other = json.dumps({"h1": "h1:" + "A" * 43 + "="}).encode()
+    (dst / (clash + ".json")).write_bytes(other)  # the target verified something else
+    lone = "example.com/many/m001/@v/v1.0.0.mod"
+    (src / (lone + ".json")).unlink()  # nothing records what this file should hash to
+    (dst / lone).unlink()
+    code, report = world.replicate("--from", str(src), "--to", str(dst))
+    assert code == 1
+    assert (report["conflict"], report["unverified"], report["present"]) == (1, 1, 7), report
+    assert {p["key"]: p["outcome"] for p in report["problems"]} == {
+        clash: "conflict",
+        lone: "unverified",
+    }
+    assert (dst / (clash + ".json")).read_bytes() == other  # not overwritten
+    assert (dst / clash).read_bytes() == planted[clash]
+    assert not (dst / lone).exists()
+
+
 class FailingWrites:
     """A Storage whose writes of module files fail once ``allowed`` of them have succeeded."""
 

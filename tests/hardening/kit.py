@@ -8,7 +8,8 @@ Contract:
 - ``raw_request(port, data)`` sends bytes exactly as given on a fresh connection and returns a
   ``RawResponse`` (status, headers, body; status 0 when the server closed without answering).
 - ``mount_sumdb(sim, db, prefix)`` serves a ``TestSumdb`` from an ``UpstreamSimulator``, so the
-  simulator records the database's statuses too (``upstream_failed`` looks at them).
+  simulator records the database's statuses too (``upstream_failed`` looks at them;
+  ``failed_requests`` lists them once requests still in flight have settled).
 - ``wait_until(cond, timeout, what)`` polls a condition with a deadline (never a bare sleep) and
   fails naming ``what``; ``poll(cond, timeout)`` says whether it came true in time.
 - ``vm_kib(pid, field)`` reads ``VmRSS``/``VmHWM`` from ``/proc/<pid>/status``.
@@ -226,6 +227,27 @@ def upstream_failed(sims: list[UpstreamSimulator], since: float) -> bool:
             if r.monotonic >= since and (r.status is None or r.status >= 500):
                 return True
     return False
+
+
+def failed_requests(sims: list[UpstreamSimulator], since: float, settle: float = 5.0) -> list[str]:
+    """Requests since ``since`` answered >= 500 or never, once those in flight have settled.
+
+    A request still in flight (a background checksum-database prefetch, say) has no status
+    yet; it counts as failed only if it is still unanswered after ``settle`` seconds.
+    """
+
+    def pending() -> list[object]:
+        return [
+            r for sim in sims for r in sim.requests if r.monotonic >= since and r.status is None
+        ]
+
+    poll(lambda: not pending(), settle)
+    return [
+        f"{r.method} {r.path}: {r.status}"
+        for sim in sims
+        for r in sim.requests
+        if r.monotonic >= since and (r.status is None or r.status >= 500)
+    ]
 
 
 def poll(cond: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:

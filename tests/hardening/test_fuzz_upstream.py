@@ -52,10 +52,10 @@ from hardening.kit import (
     InProcessGomirror,
     RawResponse,
     config,
+    failed_requests,
     get_request,
     mount_sumdb,
     raw_request,
-    upstream_failed,
 )
 from support.corpus import Corpus, ModuleVersion, build_zip
 from support.simulator import UpstreamSimulator
@@ -391,7 +391,8 @@ def check_common(
     if r.status >= 500:
         assert r.status in (502, 504), (path, r.status, r.body[:300])
     assert not server.errors, server.errors
-    assert not upstream_failed([world.honest], started), "the honest mirror failed: test broken"
+    failed = failed_requests([world.honest], started)
+    assert not failed, f"the honest mirror failed: test broken: {failed}"
 
 
 def zip_files(data: bytes) -> list[tuple[str, bytes]]:

@@ -12,11 +12,14 @@ Contract:
   ``on_response_prepare`` hook that records a ``200`` for ``.info``/``.mod``/
   ``.zip`` that is ``immutable``, or a fresh ``@v/list``/``@latest``, when the
   answer is the local file's content (read back and compared) and carries no
-  ``Connection`` header. Every answer from the table is checked against a fresh
-  ``stat`` (zips: ``fstat`` of the opened file) of inode, mtime and size, so a
-  purged or replaced file is never served from memory; a mutable answer stops
-  being served when it stops being fresh, and its ``max-age`` is computed per
-  request exactly as the service does. The table is bounded by bytes.
+  ``Connection`` header. Answers are checked against the file's inode, mtime
+  and size: a zip by ``fstat`` of the file it opens for each answer, a list or
+  ``@latest`` by a ``stat`` per answer (it stops being served when it stops being
+  fresh; its ``max-age`` is computed per request exactly as the service does),
+  an ``.info``/``.mod`` by a ``stat`` at most every ``RECHECK_SECONDS`` (1 s:
+  immutable files change only when purged, and a stat per hit costs ~12% of
+  the path). A purged or replaced file is handed to aiohttp from then on. The
+  table is bounded by bytes.
 - On the first request it cannot answer (not in the table, another method or
   version, a ``Range``/conditional/``Connection``/body header, anything it does
   not parse strictly, an over-long line or head) the connection is handed over:
@@ -66,6 +69,7 @@ SMALL_MAX = 256 << 10  # larger non-zip bodies are not kept (lists stay far belo
 MAX_HEAD = 8192  # a longer request head is aiohttp's to refuse
 MAX_HEADERS = 64
 FLUSH_SECONDS = 0.25
+RECHECK_SECONDS = 1.0  # an immutable small file is stat'ed at most this often
 IMMUTABLE_KINDS = ("info", "mod", "zip")
 MUTABLE_KINDS = ("list", "latest")
 
@@ -115,6 +119,7 @@ class HotEntry:
     body: bytes | None  # None: a zip, sent from the file
     mutable: bool = False
     cost: int = 0
+    checked: float = -1e9  # monotonic time of the last stat that found the file unchanged
     pre: bytes = b""  # immutable entries: the head is pre + Date value + post
     post: bytes = b""
 
@@ -455,6 +460,28 @@ def headers_ok(block: bytes) -> bool:
     return hosts == 1
 
 
+# aiohttp RequestHandler state the shared mode reads (idle) and writes (keep-alive deadline).
+SHARED_ATTRS = ("_waiter", "_messages", "_next_keepalive_close_time")
+
+
+def frames_alone(head: bytes) -> bool:
+    """Whether a request head (without its final blank line) is a whole request as aiohttp reads it.
+
+    True for a strictly well-formed head without body headers, so the next request starts
+    right after it for both parsers.
+    """
+    if len(head) > MAX_HEAD:
+        return False
+    lines = head.split(b"\r\n")
+    if len(lines) > MAX_HEADERS + 1 or b" " not in lines[0] or b"\n" in lines[0]:
+        return False
+    for line in lines[1:]:
+        h = HEADER_LINE.fullmatch(line)
+        if h is None or h.group(1).lower() in (b"content-length", b"transfer-encoding"):
+            return False
+    return True
+
+
 class FastConnection(asyncio.Protocol):
     """One client connection until it is answered here to the end or handed to aiohttp."""
 
@@ -463,6 +490,8 @@ class FastConnection(asyncio.Protocol):
         "_checked",
         "_deadline",
         "_eof",
+        "_fwd_tail",
+        "_handler",
         "_idle",
         "_loop",
         "_paused",
@@ -485,7 +514,9 @@ class FastConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._deadline = 0.0
         self._remote = ""
-        self.done = False  # closed or handed over: no more bytes are ours
+        self._handler: Any = None  # aiohttp's handler, once a request was passed to it
+        self._fwd_tail = b""  # bytes given to aiohttp after its last complete request head
+        self.done = False  # closed or handed over for good: no more bytes are ours
 
     # --- asyncio.Protocol --------------------------------------------------
 
@@ -515,18 +546,28 @@ class FastConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._handler is not None and not self.done:
+            self._handover()  # aiohttp decides what an end of input means (and may close)
+            return True
         if not self._sending and not self._paused and not self.done:
             self._serve()
         return True  # keep the transport: answers may still be going out
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        if self._handler is not None:
+            handler, self._handler = self._handler, None
+            handler.connection_lost(exc)
 
     def pause_writing(self) -> None:
         self._paused = True
+        if self._handler is not None:
+            self._handler.pause_writing()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._handler is not None:
+            self._handler.resume_writing()
         if not self._sending and not self.done:
             self._serve()
 
@@ -565,6 +606,9 @@ class FastConnection(asyncio.Protocol):
             if self._paused:
                 transport.pause_reading()
                 return
+            if self._handler is not None and buf and not self._aiohttp_idle():
+                self._forward(buf)  # aiohttp is answering: what follows is its, in order
+                return
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if not buf:
@@ -584,16 +628,16 @@ class FastConnection(asyncio.Protocol):
             # The table's keys are paths aiohttp accepted, so a hit needs no further check
             # of the request line; the header block is checked once per distinct block.
             if entry is None or end > MAX_HEAD or parts[0] not in (b"GET", b"HEAD") or nl == end:
-                self._handover()
+                self._pass_on(end)
                 return
             headers = buf[nl + 2 : end]
             if headers != self._checked:
                 if not headers_ok(headers):
-                    self._handover()
+                    self._pass_on(end)
                     return
                 self._checked = headers
             target = parts[1]
-            head = self._head(entry)
+            head = self._head(entry, started)
             is_get = parts[0] == b"GET"
             opened = None
             if head is not None and is_get and entry.body is None:
@@ -602,11 +646,13 @@ class FastConnection(asyncio.Protocol):
                     head = None
             if head is None:
                 table.drop(target)  # the file changed: the full path answers and may re-learn
-                self._handover()
+                self._pass_on(end)
                 return
             buf = self._buf = buf[end + 4 :]
             # Timed to the head being written, as the aiohttp path times its handler.
             if opened is not None:
+                if self._handler is not None:  # aiohttp's idle timer must not fire mid-send
+                    self._handler._next_keepalive_close_time = started + fp.idle_timeout + 3600
                 transport.write(head)
                 fp.record(entry, "GET", target, monotonic() - started, self._remote)
                 self._sending = True
@@ -616,6 +662,8 @@ class FastConnection(asyncio.Protocol):
             transport.write(head + entry.body if is_get and entry.body is not None else head)
             now = monotonic()
             self._deadline = now + fp.idle_timeout
+            if self._handler is not None:
+                self._handler._next_keepalive_close_time = now + fp.idle_timeout
             fp.record(entry, "GET" if is_get else "HEAD", target, now - started, self._remote)
 
     def _may_answer(self, buf: bytes) -> bool:
@@ -631,10 +679,10 @@ class FastConnection(asyncio.Protocol):
             and parts[1] in self.fp.table
         )
 
-    def _head(self, entry: HotEntry) -> bytes | None:
+    def _head(self, entry: HotEntry, now: float) -> bytes | None:
         """The head to send, or None when the file no longer is the one the entry was made from."""
-        if entry.body is None and not entry.mutable:
-            return entry.pre + self.fp.date() + entry.post  # a zip: checked when opened
+        if not entry.mutable and (entry.body is None or now < entry.checked + RECHECK_SECONDS):
+            return entry.pre + self.fp.date() + entry.post  # a zip is checked when opened
         try:
             st = os.stat(entry.file)  # noqa: PTH116 - the hot path stays on str paths
         except OSError:
@@ -642,6 +690,7 @@ class FastConnection(asyncio.Protocol):
         if (st.st_ino, st.st_mtime_ns, st.st_size) != entry.ident:
             return None
         if not entry.mutable:
+            entry.checked = now
             return entry.pre + self.fp.date() + entry.post
         age = time.time() - st.st_mtime
         if age >= self.fp.mutable_ttl:
@@ -680,22 +729,93 @@ class FastConnection(asyncio.Protocol):
             f.close()
             self._sending = False
         self._deadline = self._loop.time() + self.fp.idle_timeout
+        if self._handler is not None:
+            self._handler._next_keepalive_close_time = self._deadline
         if not self.done:
             self._serve()
 
-    def _handover(self) -> None:
-        """Give the connection, with every byte not answered yet, to aiohttp's protocol."""
+    def _pass_on(self, end: int) -> None:
+        """Give aiohttp the request at the head of the buffer (``end``: where its head ends, or -1).
+
+        A complete head that frames like aiohttp frames it (no body) is passed on alone and
+        the connection stays shared: aiohttp answers it, and once aiohttp is idle again the
+        fast path answers the next hot request itself. Anything else is handed over for good.
+        """
+        buf = self._buf
+        if end < 0 or not frames_alone(buf[:end]) or not self._attach():
+            self._handover()
+            return
+        self._buf = buf[end + 4 :]
+        self._handler.data_received(buf[: end + 4])
+        if self._buf and not self.done:
+            self._serve()  # aiohttp is busy now: the rest follows it in order
+
+    def _attach(self) -> bool:
+        """Make aiohttp's handler for this connection (once); False if it cannot be shared."""
+        if self._handler is not None:
+            return True
+        transport = self._transport
+        assert transport is not None
+        handler = self.fp.make_handler()
+        if not all(hasattr(handler, a) for a in SHARED_ATTRS):
+            return False  # an aiohttp whose idle state we cannot see: hand over for good
+        self.fp.connections.discard(self)  # aiohttp counts it from now on
+        if self._idle is not None:
+            self._idle.cancel()  # aiohttp's keep-alive timer rules the connection now
+            self._idle = None
+        self.fp.handed_over += 1
+        handler.connection_made(transport)
+        self._handler = handler
+        return not transport.is_closing()  # closed at once: the connection limit refused it
+
+    def _aiohttp_idle(self) -> bool:
+        """Whether aiohttp has answered all it was given and waits for a next request."""
+        h = self._handler
+        waiter = h._waiter
+        return (
+            not self._fwd_tail
+            and waiter is not None
+            and not waiter.done()
+            and not h._messages
+            and self._transport is not None
+            and self._transport.get_write_buffer_size() == 0
+        )
+
+    def _forward(self, data: bytes) -> None:
+        """Pass bytes to aiohttp while it is busy, keeping track of where its requests end."""
+        self._buf = b""
+        tail = self._fwd_tail + data
+        while True:
+            end = tail.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            if not frames_alone(tail[:end]):
+                self._fwd_tail = b""
+                self._handover(forwarded=data)  # a body or odd framing: aiohttp's for good
+                return
+            tail = tail[end + 4 :]
+        self._fwd_tail = tail
+        self._handler.data_received(data)
+        if len(tail) > MAX_HEAD:
+            self._handover()
+
+    def _handover(self, forwarded: bytes = b"") -> None:
+        """Give the connection for good, with every byte not answered yet, to aiohttp."""
         transport = self._transport
         assert transport is not None
         self._forget()
-        self.fp.handed_over += 1
-        handler = self.fp.make_handler()
-        transport.set_protocol(handler)
+        handler = self._handler
+        if handler is None:
+            self.fp.handed_over += 1
+            handler = self._handler = self.fp.make_handler()
+            transport.set_protocol(handler)
+            handler.connection_made(transport)
+        else:
+            transport.set_protocol(handler)
         if not transport.is_reading():
             transport.resume_reading()
-        handler.connection_made(transport)
-        if self._buf:
-            data, self._buf = self._buf, b""
+        data, self._buf = forwarded + self._buf, b""
+        if data:
             handler.data_received(data)
         if self._eof and not transport.is_closing():
             keep = handler.eof_received()
