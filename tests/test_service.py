@@ -100,7 +100,7 @@ class FakeUpstream:
         pass
 
 
-class Recording(Passthrough):
+class Recording(Passthrough[DiskStorage]):
     """Remembers the order of writes."""
 
     def __init__(self, inner: DiskStorage) -> None:
@@ -116,7 +116,7 @@ class Recording(Passthrough):
         await self.inner.put_file(key, src)
 
 
-class NoLocalFiles(Passthrough):
+class NoLocalFiles(Passthrough[DiskStorage]):
     """Stands in for an object store (S3 and the like): objects have no local path."""
 
     async def local_path(self, key: str) -> Path | None:

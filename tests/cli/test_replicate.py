@@ -47,7 +47,7 @@ import pytest
 
 from gomirror.cli.main import main
 from gomirror.errors import StorageError
-from gomirror.storage.base import ObjectInfo, Storage
+from gomirror.storage.base import Storage
 from gomirror.storage.s3 import S3Settings, S3Storage
 from gomirror.tools.replicate import parse_key, replicate
 from storage.s3server import S3Endpoint, S3Server
@@ -55,6 +55,7 @@ from support.corpus import Corpus, build_zip, escape_path, h1_mod, h1_zip
 from support.gorunner import GoRunner
 from support.server import GomirrorProcess
 from support.simulator import UpstreamSimulator
+from support.storagewrap import Passthrough
 
 SRC_BUCKET, DST_BUCKET = "rep-src", "rep-dst"
 SRC_PREFIX = "region-a/"
@@ -399,17 +400,12 @@ def test_conflicts_are_left_alone_and_files_without_sidecars_are_not_copied(
     assert not (dst / lone).exists()
 
 
-class FailingWrites:
+class FailingWrites(Passthrough[Storage]):
     """A Storage whose writes of module files fail once ``allowed`` of them have succeeded."""
 
     def __init__(self, inner: Storage, allowed: int) -> None:
-        self.inner, self.allowed = inner, allowed
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.inner.get(key)
-
-    async def stat(self, key: str) -> ObjectInfo | None:
-        return await self.inner.stat(key)
+        super().__init__(inner)
+        self.allowed = allowed
 
     def _spend(self, key: str) -> None:
         if key.endswith(".json"):
@@ -425,24 +421,6 @@ class FailingWrites:
     async def put_file(self, key: str, src: Path) -> None:
         self._spend(key)
         await self.inner.put_file(key, src)
-
-    async def delete(self, key: str) -> None:
-        await self.inner.delete(key)
-
-    def keys(self, prefix: str = "") -> Any:
-        return self.inner.keys(prefix)
-
-    async def local_path(self, key: str) -> Path | None:
-        return await self.inner.local_path(key)
-
-    async def stream(self, key: str) -> Any:
-        return await self.inner.stream(key)
-
-    async def presign(self, key: str, expires: float) -> str | None:
-        return await self.inner.presign(key, expires)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def test_a_partial_replica_serves_what_it_has_and_asks_its_upstream_for_the_rest(

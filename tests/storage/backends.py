@@ -58,7 +58,7 @@ class ScratchS3Storage(S3Storage):
         await self.scratch.close()
 
 
-class StreamOnlyStorage(Passthrough):
+class StreamOnlyStorage(Passthrough[DiskStorage]):
     """A Storage without local files: everything but ``local_path`` is the wrapped DiskStorage."""
 
     def __init__(self, root: Path) -> None:

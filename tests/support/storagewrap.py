@@ -1,4 +1,4 @@
-"""storagewrap holds a Storage that forwards every call to a DiskStorage.
+"""storagewrap holds a Storage that forwards every call to another Storage.
 
 Contract: ``Passthrough(inner)`` behaves exactly as ``inner``; a test subclasses
 it and overrides the one call whose behaviour it changes (fail a write, hide
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Generic, TypeVar
 
-from gomirror.storage.base import ObjectInfo
-from gomirror.storage.disk import DiskStorage
+from gomirror.storage.base import ObjectInfo, Storage
+
+S = TypeVar("S", bound=Storage)
 
 
-class Passthrough:
-    """A Storage that forwards everything to a DiskStorage; subclasses change one thing."""
+class Passthrough(Generic[S]):
+    """A Storage that forwards everything to ``inner``; subclasses change one thing."""
 
-    def __init__(self, inner: DiskStorage) -> None:
+    def __init__(self, inner: S) -> None:
         self.inner = inner
 
     async def get(self, key: str) -> bytes | None:

@@ -13,11 +13,13 @@ Contract, beyond ``storage.base``:
   becomes visible, and ``abort_stale_uploads`` (or the bucket's lifecycle
   rule) removes its parts.
 - Sidecars: when this process wrote ``k.json`` and then writes ``k``, the
-  object ``k`` records a digest of that sidecar in its metadata. Reading
-  ``k`` (``get``, ``stat``, ``stream``) checks the sidecar still has that
-  digest, and treats ``k`` as missing when it does not: the sidecar was
-  replaced by another writer, or deleted, so the file no longer has the facts
-  it was stored with; the service then fetches it again and writes both in
+  object ``k`` records the sidecar's identity in its metadata: a digest of
+  the ``h1:`` and size it names (of the whole sidecar when it names none).
+  Reading ``k`` (``get``, ``stat``, ``stream``) checks the sidecar still has
+  that identity, and treats ``k`` as missing when it does not: the sidecar
+  was replaced by one describing other content, or deleted, so the file no
+  longer has the facts it was stored with (two instances storing the same
+  verified file at once agree, whichever sidecar and file land last); the service then fetches it again and writes both in
   order. A sidecar without its file (a crash between the two writes) is
   harmless: the file is missing, so it is fetched. A file stored without a
   sidecar written first carries no digest and is served as is, as on disk.
@@ -40,6 +42,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import json
 import logging
 import os
 import time
@@ -143,6 +146,23 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
+def _sidecar_identity(data: bytes) -> str:
+    """What a file's sidecar says the file is: its ``h1:`` and size, else the sidecar's digest.
+
+    Two writers that stored the same verified bytes record the same ``h1:`` in
+    sidecars that differ in time and upstream; keying on the content facts lets
+    either file stand with either sidecar, while a file whose sidecar describes
+    other content is still caught.
+    """
+    try:
+        meta = json.loads(data)
+    except ValueError:
+        return _digest(data)
+    if isinstance(meta, dict) and isinstance(meta.get("h1"), str):
+        return _digest(f"{meta['h1']} {meta.get('size')}".encode())
+    return _digest(data)
+
+
 def _content_type(key: str) -> str:
     if key.endswith(".zip"):
         return "application/zip"
@@ -234,7 +254,7 @@ class S3Storage:
         try:
             resp = await c.get_object(Bucket=self.bucket, Key=self._name(key + SIDECAR))
             async with resp["Body"] as body:
-                return _digest(await body.read())
+                return _sidecar_identity(await body.read())
         except (ClientError, *_NETWORK_ERRORS) as e:
             if _missing(e):
                 return None
@@ -400,7 +420,7 @@ class S3Storage:
             return
         self.cache.put(key, data)
         if key.endswith(SIDECAR):
-            self._pending[key.removesuffix(SIDECAR)] = _digest(data)
+            self._pending[key.removesuffix(SIDECAR)] = _sidecar_identity(data)
             self._pending.move_to_end(key.removesuffix(SIDECAR))
             while len(self._pending) > PENDING_SIDECARS:
                 self._pending.popitem(last=False)
