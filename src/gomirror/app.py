@@ -505,6 +505,7 @@ def fast_path(parts: Parts) -> FastPath:
         mutable_ttl=cfg.cache.mutable_ttl,
         access_log_enabled=cfg.server.access_log,
         requests=parts.popularity,
+        touch=parts.uses.touch if parts.uses is not None else None,
     )
 
 

@@ -32,6 +32,7 @@ from gomirror import app
 from gomirror.config import load_config
 from gomirror.server import fastpath
 from gomirror.server.fastpath import FastPath
+from gomirror.storage.lastuse import UseRecorder
 from support.corpus import Corpus
 from support.gorunner import GoRunner
 from support.simulator import UpstreamSimulator
@@ -164,6 +165,7 @@ PATHS = {
     "info": f"/{EM}/@v/{V}.info",
     "mod": f"/{EM}/@v/{V}.mod",
     "zip": f"/{EM}/@v/{V}.zip",
+    "small-zip": f"/{EM}/@v/v1.1.0.zip",  # sent with its head in one write, not sendfile
     "list": f"/{EM}/@v/list",
     "latest": f"/{EM}/@latest",
 }
@@ -419,6 +421,34 @@ def test_metrics_access_log_and_popularity_count_fast_answers(
         assert all(getattr(r, "status", 0) == 200 for r in fast_lines)
 
     caplog.set_level(logging.INFO, logger="gomirror.access")
+    asyncio.run(main())
+
+
+def test_fast_answers_count_as_uses_for_cache_gc(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version served only from the hot table is still in use: gc's last-use record hears of it."""
+    touched: list[str] = []
+    real_touch = UseRecorder.touch
+
+    def spy(self: UseRecorder, key: str) -> None:
+        touched.append(key)
+        real_touch(self, key)
+
+    monkeypatch.setattr(UseRecorder, "touch", spy)
+
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            assert srv.fast is not None
+            await warm_answers(srv.port, "GET")
+            touched.clear()
+            conn = await Conn.open(srv.port)
+            for kind in ("mod", "zip", "info"):
+                assert (await conn.ask(PATHS[kind])).status == 200
+            conn.close()
+            assert srv.fast.answered == 3
+            assert {f"{EM}/@v/{V}.mod", f"{EM}/@v/{V}.zip", f"{EM}/@v/{V}.info"} <= set(touched)
+
     asyncio.run(main())
 
 

@@ -6,8 +6,10 @@ Contract:
   accepted connection is a ``FastConnection`` first. It reads HTTP/1.1 request
   heads itself and answers ``GET``/``HEAD`` for a path of its ``HotTable`` with
   exactly the status line, headers and body aiohttp sent for that path (the
-  ``Date`` renewed, ``X-Gomirror-Cache: hit``); zips go out with
-  ``loop.sendfile``, small files from memory.
+  ``Date`` renewed, ``X-Gomirror-Cache: hit``); small files from memory, zips
+  up to ``INLINE_ZIP`` read and written with their head in one write (a lone head
+  segment before ``sendfile`` cost clients a delayed-ACK wait), larger zips with
+  ``loop.sendfile``.
 - The table learns only from aiohttp: ``FastPath.learn`` is an
   ``on_response_prepare`` hook that records a ``200`` for ``.info``/``.mod``/
   ``.zip`` that is ``immutable``, or a fresh ``@v/list``/``@latest``, when the
@@ -20,14 +22,17 @@ Contract:
   immutable files change only when purged, and a stat per hit costs ~12% of
   the path). A purged or replaced file is handed to aiohttp from then on. The
   table is bounded by bytes.
-- On the first request it cannot answer (not in the table, another method or
-  version, a ``Range``/conditional/``Connection``/body header, anything it does
-  not parse strictly, an over-long line or head) the connection is handed over:
-  the runner's protocol factory (``web.Server()``, whatever handler class it
-  makes) gets ``connection_made`` with the same transport and every byte not
-  yet answered, and owns the connection from then on. Pipelined requests are
-  answered in order; a handover happens only between two answers, never while
-  one is being sent.
+- A request it cannot answer (not in the table, another method or version, a
+  ``Range``/conditional/``Connection`` header, anything it does not parse
+  strictly) goes to aiohttp: the runner's protocol factory (``web.Server()``,
+  whatever handler class it makes) gets ``connection_made`` with the same
+  transport. When the request frames alone (a complete head without body
+  headers) only it is passed on and the connection is shared: bytes go to
+  aiohttp, in order, while it is busy, and the next hot request after it is idle
+  again is answered here. Anything else (a body, an odd head, end of input) hands
+  the connection over for good (``transport.set_protocol``) with every byte not
+  yet answered. Pipelined requests are answered in order; a handover happens
+  only between two answers, never while one is being sent.
 - Limits stay those of the aiohttp path: connections owned here count against
   ``max_connections`` together with aiohttp's (past it: the same ``503``), a
   connection that completes no request within ``idle_timeout`` is closed, and
@@ -123,6 +128,7 @@ class HotEntry:
     checked: float = -1e9  # monotonic time of the last stat that found the file unchanged
     pre: bytes = b""  # immutable entries: the head is pre + Date value + post
     post: bytes = b""
+    key: str = ""  # the storage key, for last-use bookkeeping (cache gc)
 
     def __post_init__(self) -> None:
         if not self.mutable and len(self.segments) == 3:
@@ -194,6 +200,7 @@ class FastPath:
         access_log_enabled: bool,
         requests: RequestCounter | None = None,
         table: HotTable | None = None,
+        touch: Callable[[str], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.table = table or HotTable()
@@ -203,6 +210,7 @@ class FastPath:
         self.access_log_enabled = access_log_enabled
         self._locate = locate
         self._requests = requests
+        self._touch = touch  # a hit here is a use too: gc must not evict what is served
         self.connections: set[FastConnection] = set()
         self._server: web.Server | None = None
         self._date_second = -1
@@ -312,7 +320,17 @@ class FastPath:
         segments = head_segments(response, mutable=mutable)
         if segments is None or (not mutable and len(segments) != 3):
             return
-        entry = HotEntry(segments, file, ident, st.st_size, req.endpoint, req.module, body, mutable)
+        entry = HotEntry(
+            segments,
+            file,
+            ident,
+            st.st_size,
+            req.endpoint,
+            req.module,
+            body,
+            mutable,
+            key=storage_key(req),
+        )
         self.table.put(target, entry)
 
     # --- bookkeeping -------------------------------------------------------
@@ -330,6 +348,8 @@ class FastPath:
         tally.seconds += seconds
         i = bisect.bisect_left(self._bounds, seconds)
         tally.buckets[min(i, len(tally.buckets) - 1)] += 1
+        if self._touch is not None:
+            self._touch(entry.key)
         if self._requests is not None:
             self._popular[entry.module] = self._popular.get(entry.module, 0) + 1
         if self.access_log_enabled:
