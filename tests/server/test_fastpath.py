@@ -7,7 +7,10 @@ the ``Date`` value may differ), for each kind of answer, GET and HEAD. Then:
 a miss on a keep-alive connection is handed to aiohttp and the connection
 keeps working; pipelined requests are answered in order across a handover;
 malformed input is aiohttp's 400; a purged file is never served from memory;
-idle connections are closed and the connection limit holds; metrics, the
+a zip larger than the socket buffers goes out by direct ``sendfile`` to a slow
+reader, a replaced zip is never sent from a kept descriptor, and a transport the
+protocol cannot ``sendfile`` to uses ``loop.sendfile``; idle connections are
+closed and the connection limit holds; metrics, the
 access log and the popularity count see fast-path answers; and the real go
 command downloads a graph through a warm server with the fast path on.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import re
 import time
@@ -40,6 +44,8 @@ from support.simulator import UpstreamSimulator
 M, V = "example.com/fast/Mod", "v1.2.0"  # an upper-case letter: the path is case-escaped
 EM = "example.com/fast/!mod"
 OTHER = "example.com/fast/other"
+BIG = "example.com/fast/big"  # a zip larger than the socket buffers: sent in several rounds
+BIG_ZIP = f"/{BIG}/@v/v1.0.0.zip"
 DATE = re.compile(rb"^Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$")
 
 
@@ -49,6 +55,7 @@ def corpus() -> Corpus:
     c.add_module(M, V, {"a.go": b"package mod\n", "big.bin": random.Random(7).randbytes(300_000)})
     c.add_module(M, "v1.1.0", {"a.go": b"package mod\n"})
     c.add_module(OTHER, "v1.0.0", {"o.go": b"package other\n"})
+    c.add_module(BIG, "v1.0.0", {"big.bin": random.Random(8).randbytes(6 << 20)})
     c.synthetic_graph(8, prefix="example.com/fastgraph", go_version="1.16", seed=3)
     return c
 
@@ -343,7 +350,99 @@ def test_a_purged_file_is_not_served_from_memory(
                 got = await conn.ask(PATHS[kind])
                 assert got.status == 200 and got.header("X-Gomirror-Cache") == "miss", kind
             assert srv.fast.answered == before
+            # Learnt again from that answer; a HEAD checks the file as a GET does.
+            assert PATHS["zip"].encode() in srv.fast.table
+            (cache / PATHS["zip"].lstrip("/")).unlink()
+            got = await conn.ask(PATHS["zip"], "HEAD")
+            assert got.status == 200 and got.header("X-Gomirror-Cache") == "miss"
+            assert srv.fast.answered == before
             conn.close()
+
+    asyncio.run(main())
+
+
+def test_a_large_zip_to_a_slow_reader_is_sent_whole_and_then_the_next_answer(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            fast = srv.fast
+            assert fast is not None
+            await warm_answers(srv.port, "GET")
+            want = (await warm_answers(srv.port, "GET"))["mod"]  # a hit, as the fast path sends it
+            conn = await Conn.open(srv.port)
+            first = await conn.ask(BIG_ZIP)  # aiohttp answers; the fast path learns
+            assert first.header("X-Gomirror-Cache") == "miss"
+            waits, sends = fast.writer_waits, fast.direct_sends
+            # Pipelined: the zip, then a small answer that must come after all its bytes.
+            await conn.send(request(BIG_ZIP) + request(PATHS["mod"]))
+            deadline = time.monotonic() + 10
+            while fast.writer_waits == waits:  # nothing read yet: the socket fills up
+                assert time.monotonic() < deadline, "the send never waited for the socket"
+                await asyncio.sleep(0.01)
+            got = await conn.read()
+            assert got.status == 200 and got.header("X-Gomirror-Cache") == "hit"
+            assert got.body == first.body and len(got.body) > 6 << 20
+            nxt = await conn.read()
+            assert nxt.comparable() == want.comparable() and nxt.body == want.body
+            assert fast.direct_sends == sends + 1
+            conn.close()
+
+    asyncio.run(main())
+
+
+def test_a_replaced_zip_is_not_sent_from_a_kept_descriptor(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            fast = srv.fast
+            assert fast is not None
+            old = (await warm_answers(srv.port, "GET"))["zip"].body
+            conn = await Conn.open(srv.port)
+            assert (await conn.ask(PATHS["zip"])).body == old  # from a kept descriptor now
+            assert len(fast.files) >= 1
+            file = tmp_path / "cache" / PATHS["zip"].lstrip("/")
+            st = file.stat()
+            new = bytes(b ^ 0xFF for b in old)  # same size, and the same mtime below
+            tmp = file.with_name("replacement.tmp")
+            tmp.write_bytes(new)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            tmp.replace(file)
+            answered = fast.answered
+            got = await conn.ask(PATHS["zip"])
+            assert fast.answered == answered  # not answered here: the inode changed
+            assert got.body != old
+            if got.status == 200:
+                assert got.body == new
+            conn.close()
+
+    asyncio.run(main())
+
+
+def test_zips_use_loop_sendfile_where_the_protocol_cannot_sendfile(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "direct_socket", lambda transport, loop: (-1, False))
+
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            fast = srv.fast
+            assert fast is not None
+            want = await warm_answers(srv.port, "GET")
+            answered = fast.answered
+            got = await warm_answers(srv.port, "GET")
+            assert fast.answered - answered == len(PATHS)
+            assert fast.direct_sends == 0
+            for kind in PATHS:
+                assert got[kind].header("X-Gomirror-Cache") == "hit", kind
+                a = [ln for ln in want[kind].comparable() if not ln.startswith(b"X-Gomirror-Cache")]
+                b = [ln for ln in got[kind].comparable() if not ln.startswith(b"X-Gomirror-Cache")]
+                if kind in ("list", "latest"):  # max-age counts down
+                    a = [ln for ln in a if not ln.startswith(b"Cache-Control")]
+                    b = [ln for ln in b if not ln.startswith(b"Cache-Control")]
+                assert a == b, kind
+                assert got[kind].body == want[kind].body, kind
 
     asyncio.run(main())
 

@@ -11,6 +11,11 @@ mismatched file and its sidecar move to ``_gomirror/quarantine/<key>``: gomirror
 no longer serves them and fetches (and verifies) the file again on the next
 request. Exit status: 0 when nothing is mismatched, 1 when something is, 2 when
 the checksum database could not be consulted for some file.
+
+It reads the configured storage (``storage = "s3"`` too) through ``app.build``,
+so it may run against a cache or bucket that instances are serving: it only
+reads, a file that left the cache meanwhile (``cache gc``) counts as gone,
+not as a problem, and quarantining is the only thing it writes or deletes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from gomirror.config import Config
 from gomirror.errors import (
     ChecksumMismatch,
     GomirrorError,
+    StorageError,
     SumdbError,
     UpstreamError,
     VerificationError,
@@ -38,6 +44,7 @@ from gomirror.logs import setup_logging
 from gomirror.module.dirhash import hash_gomod
 from gomirror.module.modzip import check_zip
 from gomirror.module.paths import unescape_path, unescape_version
+from gomirror.storage.base import Storage
 from gomirror.storage.disk import DiskStorage
 from gomirror.upstream.verified import Verifier
 
@@ -45,7 +52,7 @@ QUARANTINE_PREFIX = "_gomirror/quarantine/"
 _SKIP_PREFIXES = ("_gomirror/", "sumdb/")
 
 Kind = Literal["zip", "mod"]
-Outcome = Literal["ok", "mismatched", "skipped", "error"]
+Outcome = Literal["ok", "mismatched", "skipped", "error", "gone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class Report:
     mismatched: int = 0
     skipped: int = 0
     errors: int = 0
+    gone: int = 0  # listed, then evicted before it was read: not part of the cache any more
     problems: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
 
@@ -84,6 +92,8 @@ class Report:
         )
         if self.errors:
             text += f", {self.errors} not verifiable (checksum database unavailable)"
+        if self.gone:
+            text += f" ({self.gone} more left the cache while it ran)"
         return text
 
     @property
@@ -138,11 +148,15 @@ async def verify_cache(config: Config, *, quarantine: bool = False) -> Report:
     """Check every cached module file (see the module docstring)."""
     report = Report()
     async with build(config) as parts:
-        storage, verifier = parts.disk, parts.verifier
+        storage, disk, verifier = parts.storage, parts.disk, parts.verifier
+        on_disk = config.storage.storage == "disk"
         keys = [k async for k in storage.keys()]  # noqa: SIM118 - an async iterator
         files = [f for k in keys if (f := parse_key(k)) is not None]
         for f in files:
-            outcome, problem = await _check_file(storage, verifier, f)
+            outcome, problem = await _check_file(storage, disk, verifier, f)
+            if outcome == "gone":
+                report.gone += 1
+                continue
             if outcome == "ok":
                 report.ok += 1
             elif outcome == "skipped":
@@ -154,25 +168,64 @@ async def verify_cache(config: Config, *, quarantine: bool = False) -> Report:
             if problem:
                 report.problems.append(problem)
             if outcome == "mismatched" and quarantine:
-                dst = _quarantine(storage.root, f.key)
+                if on_disk:
+                    dst = str(_quarantine(disk.root, f.key))
+                else:
+                    dst = await _quarantine_remote(storage, disk, f.key)
                 report.quarantined.append(f.key)
                 report.problems.append(f"{f.key}: moved to {dst}")
     return report
 
 
-async def _check_file(
-    storage: DiskStorage, verifier: Verifier, f: CachedFile
-) -> tuple[Outcome, str]:
-    path = storage.path(f.key)
+async def _fetch_to_temp(storage: Storage, disk: DiskStorage, key: str) -> Path | None:
+    """The object copied to a temp file of the local cache directory, or None when missing."""
+    chunks = await storage.stream(key)
+    if chunks is None:
+        return None
+    tmp = disk.new_temp_path(".verify")
     try:
-        if f.kind == "zip":
-            h1 = (await asyncio.to_thread(check_zip, path, f.module, f.version)).h1
-        else:
-            h1 = hash_gomod(path.read_bytes())
-    except (GomirrorError, OSError) as e:
-        first = str(e).split("\n")[0]
-        return "mismatched", f"MISMATCH {f.what}: cached file is invalid: {first}"
-    recorded = _sidecar_h1(path)
+        with tmp.open("wb") as out:
+            async for chunk in chunks:
+                out.write(chunk)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+async def _check_file(
+    storage: Storage, disk: DiskStorage, verifier: Verifier, f: CachedFile
+) -> tuple[Outcome, str]:
+    local = await storage.local_path(f.key)
+    tmp: Path | None = None
+    try:
+        if local is None:
+            tmp = await _fetch_to_temp(storage, disk, f.key)
+            if tmp is None:
+                return "gone", ""
+        path = local or tmp
+        assert path is not None
+        try:
+            if f.kind == "zip":
+                h1 = (await asyncio.to_thread(check_zip, path, f.module, f.version)).h1
+            else:
+                h1 = hash_gomod(path.read_bytes())
+        except FileNotFoundError:
+            return "gone", ""
+        except (GomirrorError, OSError) as e:
+            first = str(e).split("\n")[0]
+            return "mismatched", f"MISMATCH {f.what}: cached file is invalid: {first}"
+    except StorageError as e:
+        return "error", f"ERROR {f.what}: storage: {str(e).splitlines()[0][:300]}"
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    try:
+        recorded = _sidecar_h1(await storage.get(f.key + ".json"))
+        if recorded is not None and recorded != h1 and await storage.stat(f.key) is None:
+            return "gone", ""  # evicted between the two reads: its sidecar went with it
+    except StorageError as e:
+        return "error", f"ERROR {f.what}: storage: {str(e).splitlines()[0][:300]}"
     if recorded is not None and recorded != h1:
         return (
             "mismatched",
@@ -195,13 +248,31 @@ async def _check_file(
     return ("ok" if verdict.verified else "skipped"), note
 
 
-def _sidecar_h1(path: Path) -> str | None:
+def _sidecar_h1(data: bytes | None) -> str | None:
     try:
-        meta = json.loads(Path(str(path) + ".json").read_bytes())
-    except (OSError, ValueError):
+        meta = json.loads(data) if data is not None else None
+    except ValueError:
         return None
     h1 = meta.get("h1") if isinstance(meta, dict) else None
     return h1 if isinstance(h1, str) else None
+
+
+async def _quarantine_remote(storage: Storage, disk: DiskStorage, key: str) -> str:
+    """Copy key and its sidecar under ``_gomirror/quarantine/``, then delete the originals."""
+    # Object stores have no rename. The sidecar goes first, as on disk: a file without
+    # its sidecar is still checked (and, on S3, no longer served), never the reverse.
+    sidecar = await storage.get(key + ".json")
+    if sidecar is not None:
+        await storage.put_bytes(QUARANTINE_PREFIX + key + ".json", sidecar)
+        await storage.delete(key + ".json")
+    tmp = await _fetch_to_temp(storage, disk, key)
+    if tmp is not None:
+        try:
+            await storage.put_file(QUARANTINE_PREFIX + key, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+    await storage.delete(key)
+    return QUARANTINE_PREFIX + key
 
 
 def _quarantine(root: Path, key: str) -> Path:

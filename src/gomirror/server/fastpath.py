@@ -8,14 +8,20 @@ Contract:
   exactly the status line, headers and body aiohttp sent for that path (the
   ``Date`` renewed, ``X-Gomirror-Cache: hit``); small files from memory, zips
   up to ``INLINE_ZIP`` read and written with their head in one write (a lone head
-  segment before ``sendfile`` cost clients a delayed-ACK wait), larger zips with
-  ``loop.sendfile``.
+  segment before ``sendfile`` cost clients a delayed-ACK wait), larger zips by
+  ``os.sendfile`` called here on the non-blocking socket, the head corked in front
+  (``TCP_CORK``), the rest sent from a writer callback when the socket is full; on a
+  transport that is not a plain selector socket (TLS, uvloop) or with bytes still
+  queued in the transport, ``loop.sendfile`` instead.
 - The table learns only from aiohttp: ``FastPath.learn`` is an
   ``on_response_prepare`` hook that records a ``200`` for ``.info``/``.mod``/
   ``.zip`` that is ``immutable``, or a fresh ``@v/list``/``@latest``, when the
   answer is the local file's content (read back and compared) and carries no
   ``Connection`` header. Answers are checked against the file's inode, mtime
-  and size: a zip by ``fstat`` of the file it opens for each answer, a list or
+  and size: a zip by a ``stat`` of its path per answer, sent from a descriptor
+  kept open in ``OpenFiles`` (bounded LRU) whose ``fstat`` matched when it was
+  opened (an open descriptor pins its inode number, so a path that still stats
+  to the same inode, mtime and size names that very file), a list or
   ``@latest`` by a ``stat`` per answer (it stops being served when it stops being
   fresh; its ``max-age`` is computed per request exactly as the service does),
   an ``.info``/``.mod`` by a ``stat`` at most every ``RECHECK_SECONDS`` (1 s:
@@ -48,6 +54,7 @@ import bisect
 import logging
 import os
 import re
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -75,6 +82,7 @@ MAX_HEAD = 8192  # a longer request head is aiohttp's to refuse
 MAX_HEADERS = 64
 FLUSH_SECONDS = 0.25
 INLINE_ZIP = 256 << 10  # zips up to this size are read and sent with their head
+OPEN_FILES = 64  # descriptors of hot zips kept open per process
 RECHECK_SECONDS = 1.0  # an immutable small file is stat'ed at most this often
 IMMUTABLE_KINDS = ("info", "mod", "zip")
 MUTABLE_KINDS = ("list", "latest")
@@ -176,6 +184,78 @@ class HotTable:
         return target in self._items
 
 
+class OpenFiles:
+    """Open read-only descriptors of hot zips by path, least recently used closed first.
+
+    ``acquire`` returns a descriptor only while the path names the file the entry was
+    learnt from (a ``stat`` of the path equal to ``ident``); sends read it with explicit
+    offsets (``sendfile``/``pread``), so concurrent answers share one descriptor. One
+    evicted or replaced while a send uses it is closed when that send ``release``s it.
+    """
+
+    def __init__(self, limit: int = OPEN_FILES) -> None:
+        self._limit = limit
+        self._fds: OrderedDict[str, tuple[int, Ident]] = OrderedDict()
+        self._users: dict[int, int] = {}
+        self._retired: set[int] = set()
+
+    def acquire(self, file: str, ident: Ident) -> int | None:
+        try:
+            st = os.stat(file)  # noqa: PTH116 - the hot path stays on str paths
+        except OSError:
+            self.forget(file)
+            return None
+        if (st.st_ino, st.st_mtime_ns, st.st_size) != ident:
+            self.forget(file)
+            return None
+        got = self._fds.get(file)
+        if got is not None and got[1] == ident:
+            self._fds.move_to_end(file)
+            fd = got[0]
+        else:
+            self.forget(file)
+            try:
+                fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            st = os.fstat(fd)
+            if (st.st_ino, st.st_mtime_ns, st.st_size) != ident:
+                os.close(fd)
+                return None
+            self._fds[file] = (fd, ident)
+            while len(self._fds) > self._limit:
+                _, (old, _) = self._fds.popitem(last=False)
+                self._retire(old)
+        self._users[fd] = self._users.get(fd, 0) + 1
+        return fd
+
+    def release(self, fd: int) -> None:
+        n = self._users.pop(fd, 1) - 1
+        if n > 0:
+            self._users[fd] = n
+        elif fd in self._retired:
+            self._retired.discard(fd)
+            os.close(fd)
+
+    def forget(self, file: str) -> None:
+        got = self._fds.pop(file, None)
+        if got is not None:
+            self._retire(got[0])
+
+    def close_all(self) -> None:
+        for file in list(self._fds):
+            self.forget(file)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def _retire(self, fd: int) -> None:
+        if self._users.get(fd):
+            self._retired.add(fd)
+        else:
+            os.close(fd)
+
+
 @dataclass
 class _Tally:
     """Counts for one endpoint since the last flush."""
@@ -204,6 +284,7 @@ class FastPath:
     ) -> None:
         self.metrics = metrics
         self.table = table or HotTable()
+        self.files = OpenFiles()
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.mutable_ttl = mutable_ttl
@@ -224,6 +305,8 @@ class FastPath:
         )
         self.answered = 0  # requests answered here (tests and benchmarks read it)
         self.handed_over = 0  # connections given to aiohttp
+        self.direct_sends = 0  # zips sent by os.sendfile from the protocol (tests read it)
+        self.writer_waits = 0  # times a direct send waited for the socket to drain
 
     # --- wiring ------------------------------------------------------------
 
@@ -248,6 +331,7 @@ class FastPath:
         """Close every connection still owned here (server shutdown) and flush the counts."""
         for conn in list(self.connections):
             conn.close()
+        self.files.close_all()
         self.flush()
 
     def date(self) -> bytes:
@@ -503,22 +587,62 @@ def frames_alone(head: bytes) -> bool:
     return True
 
 
+def same_file(entry: HotEntry) -> bool:
+    """Whether the entry's path still names the file it was learnt from."""
+    try:
+        st = os.stat(entry.file)  # noqa: PTH116 - the hot path stays on str paths
+    except OSError:
+        return False
+    return (st.st_ino, st.st_mtime_ns, st.st_size) == entry.ident
+
+
+def direct_socket(transport: asyncio.BaseTransport, loop: Any) -> tuple[int, bool]:
+    """The socket descriptor zips may be ``os.sendfile``d to directly (-1: none), and whether to cork.
+
+    Only a plain TCP or Unix stream socket of the stock selector loop's transport: TLS
+    must encrypt, and another loop (uvloop) owns its descriptors in ways not seen here.
+    """
+    if type(transport).__name__ != "_SelectorSocketTransport":
+        return -1, False
+    if transport.get_extra_info("sslcontext") is not None:
+        return -1, False
+    if not (hasattr(loop, "_add_writer") and hasattr(loop, "_remove_writer")):
+        return -1, False
+    if not hasattr(os, "sendfile"):
+        return -1, False
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.type != socket.SOCK_STREAM:
+        return -1, False
+    tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    if not tcp and sock.family != getattr(socket, "AF_UNIX", None):
+        return -1, False
+    return sock.fileno(), tcp and hasattr(socket, "TCP_CORK")
+
+
 class FastConnection(asyncio.Protocol):
     """One client connection until it is answered here to the end or handed to aiohttp."""
 
     __slots__ = (
         "_buf",
         "_checked",
+        "_cork",
         "_deadline",
         "_eof",
+        "_fd",
         "_fwd_tail",
         "_handler",
         "_idle",
+        "_left",
         "_loop",
+        "_offset",
+        "_out",
         "_paused",
         "_remote",
         "_sending",
+        "_sock",
+        "_sockfd",
         "_transport",
+        "_writer",
         "done",
         "fp",
     )
@@ -538,6 +662,16 @@ class FastConnection(asyncio.Protocol):
         self._handler: Any = None  # aiohttp's handler, once a request was passed to it
         self._fwd_tail = b""  # bytes given to aiohttp after its last complete request head
         self.done = False  # closed or handed over for good: no more bytes are ours
+        # Direct sendfile state: the socket (-1: use loop.sendfile), the zip's descriptor
+        # (-1: none being sent), head bytes not yet written, file offset and bytes left.
+        self._sock: Any = None
+        self._sockfd = -1
+        self._cork = False
+        self._fd = -1
+        self._out = b""
+        self._offset = 0
+        self._left = 0
+        self._writer = False  # a writer callback is registered on the socket
 
     # --- asyncio.Protocol --------------------------------------------------
 
@@ -557,6 +691,9 @@ class FastConnection(asyncio.Protocol):
         self._remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._deadline = self._loop.time() + self.fp.idle_timeout
         self._idle = self._loop.call_at(self._deadline, self._check_idle)
+        self._sockfd, self._cork = direct_socket(self._transport, self._loop)
+        if self._sockfd >= 0:
+            self._sock = self._transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         if self.done:
@@ -576,6 +713,7 @@ class FastConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        self._stop_direct()  # before the transport closes the socket: its fd may be reused
         if self._handler is not None:
             handler, self._handler = self._handler, None
             handler.connection_lost(exc)
@@ -596,6 +734,7 @@ class FastConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self._forget()
+        self._stop_direct()
         if self._transport is not None:
             self._transport.close()
 
@@ -660,28 +799,56 @@ class FastConnection(asyncio.Protocol):
             target = parts[1]
             head = self._head(entry, started)
             is_get = parts[0] == b"GET"
-            opened = None
+            fd = -1
             if head is not None and is_get and entry.body is None:
-                opened = self._open(entry)
-                if opened is None:
+                got = fp.files.acquire(entry.file, entry.ident)
+                if got is None:
                     head = None
+                else:
+                    fd = got
+            elif head is not None and entry.body is None and not same_file(entry):
+                head = None  # a HEAD of a zip: its file is checked as a GET's would be
             if head is None:
                 table.drop(target)  # the file changed: the full path answers and may re-learn
                 self._pass_on(end)
                 return
             entry_body = entry.body
-            if opened is not None and entry.size <= INLINE_ZIP:
+            if fd >= 0 and entry.size <= INLINE_ZIP:
                 # A small zip goes out with its head in one write: a head segment followed
                 # by sendfile made wrk wait on delayed ACKs (p99 ~45 ms at 1 connection).
-                with opened:
-                    entry_body = opened.read(entry.size + 1)
-                opened = None
+                try:
+                    entry_body = os.pread(fd, entry.size + 1, 0)
+                finally:
+                    fp.files.release(fd)
+                fd = -1
                 if len(entry_body) != entry.size:
+                    table.drop(target)
+                    self._pass_on(end)
+                    return
+            opened = None
+            if fd >= 0 and (self._sockfd < 0 or transport.get_write_buffer_size() > 0):
+                # loop.sendfile moves the file position: it gets a file of its own.
+                fp.files.release(fd)
+                fd = -1
+                opened = self._open(entry)
+                if opened is None:
                     table.drop(target)
                     self._pass_on(end)
                     return
             buf = self._buf = buf[end + 4 :]
             # Timed to the head being written, as the aiohttp path times its handler.
+            if fd >= 0:
+                if self._handler is not None:  # aiohttp's idle timer must not fire mid-send
+                    self._handler._next_keepalive_close_time = started + fp.idle_timeout + 3600
+                fp.record(entry, "GET", target, monotonic() - started, self._remote)
+                fp.direct_sends += 1
+                self._sending = True
+                transport.pause_reading()
+                self._fd, self._out, self._offset, self._left = fd, head, 0, entry.size
+                if self._cork:
+                    self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                self._pump()
+                return
             if opened is not None:
                 if self._handler is not None:  # aiohttp's idle timer must not fire mid-send
                     self._handler._next_keepalive_close_time = started + fp.idle_timeout + 3600
@@ -736,6 +903,63 @@ class FastConnection(asyncio.Protocol):
             else:
                 out.append(date if seg == DATE_SLOT else cache)
         return b"".join(out)
+
+    def _pump(self) -> None:
+        """Write the head, then ``sendfile`` the zip, until done or the socket is full."""
+        sockfd = self._sockfd
+        if self._fd < 0 or self.done:
+            return
+        try:
+            if self._out:
+                n = os.write(sockfd, self._out)
+                self._out = self._out[n:]
+                if self._out:
+                    self._wait_writable()
+                    return
+            while self._left > 0:
+                n = os.sendfile(sockfd, self._fd, self._offset, self._left)
+                if n == 0:
+                    raise OSError("the file ended early")  # truncated under us: stop here
+                self._offset += n
+                self._left -= n
+        except (BlockingIOError, InterruptedError):
+            self._wait_writable()
+            return
+        except OSError as e:
+            log.debug("fast path send failed", extra={"error": str(e)})
+            self.close()
+            return
+        self._stop_direct()
+        self._sending = False
+        self._deadline = self._loop.time() + self.fp.idle_timeout
+        if self._handler is not None:
+            self._handler._next_keepalive_close_time = self._deadline
+        if not self.done:
+            self._serve()
+
+    def _wait_writable(self) -> None:
+        if not self._writer:
+            self._writer = True
+            self.fp.writer_waits += 1
+            # The transport's own writer is idle (its buffer was empty when the send
+            # began and nothing writes to it meanwhile); loop.add_writer refuses
+            # descriptors that belong to a transport, hence the loop's internal call.
+            self._loop._add_writer(self._sockfd, self._pump)  # type: ignore[attr-defined]
+
+    def _stop_direct(self) -> None:
+        """End a direct send (finished, failed or connection gone): writer, cork, descriptor."""
+        if self._writer:
+            self._writer = False
+            self._loop._remove_writer(self._sockfd)  # type: ignore[attr-defined]
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self._out, self._left = b"", 0
+            self.fp.files.release(fd)
+            if self._cork and self._transport is not None and not self._transport.is_closing():
+                try:
+                    self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+                except OSError:
+                    pass
 
     def _open(self, entry: HotEntry) -> Any:
         try:

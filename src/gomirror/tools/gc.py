@@ -17,9 +17,11 @@ file a request is serving: a version with a file open in any process it can
 see (``/proc/<pid>/fd``; gomirror's servers keep a lock file of the cache
 open, which is how they are found) is kept and reported ``in use``, checked
 again just before its files go, and each deletion runs inside the
-coordinator's ``once`` for the zip's key, so it waits for a fetch of that
-file in progress, in this process or another. Files go before their
-sidecars. When a module loses a version, its cached list and ``@latest``
+coordinator's ``once`` for the key of the file it removes, so it waits for
+a fetch of that file in progress, in this process or another, and an
+instance refetching it meanwhile (on shared storage) never sees its new
+sidecar deleted under its new file: each file goes, then its sidecar, under
+that file's lock; the zip first, where the in-use check is made. When a module loses a version, its cached list and ``@latest``
 are dropped too, so they are fetched (or, offline, rebuilt) without it.
 """
 
@@ -142,6 +144,15 @@ def inodes_of(root: Path, keys: Iterable[str]) -> dict[str, Inode]:
 # --- carrying it out ----------------------------------------------------------------------
 
 
+def _pairs(v: Version) -> list[list[str]]:
+    """The version's keys as [file, its sidecar] pairs, the zip's first (the in-use check is on it)."""
+    files: dict[str, list[str]] = {}
+    for key in v.keys:  # files before sidecars
+        files.setdefault(key.removesuffix(".json"), []).append(key)
+    first = v.zip_key or next(iter(files))
+    return [[first, *(k for k in files.pop(first) if k != first)], *files.values()]
+
+
 @dataclass
 class Outcome:
     evicted: list[Version] = field(default_factory=list)
@@ -160,18 +171,30 @@ async def collect(
     out = Outcome()
     touched: set[str] = set()
     for v in chosen:
+        pairs = _pairs(v)
 
-        async def evict(v: Version = v) -> bool:
+        async def evict_first(v: Version = v, first: list[str] = pairs[0]) -> bool:
             if root is not None:
                 busy, _ = await asyncio.to_thread(_open_under, root, holders)
                 if any(i in busy for i in inodes_of(root, v.keys).values()):
                     return False
-            for key in v.keys:
+            for key in first:
                 await storage.delete(key)
             return True
 
+        async def evict_rest(pairs: list[list[str]] = pairs) -> None:
+            for pair in pairs[1:]:
+
+                async def delete(pair: list[str] = pair) -> None:
+                    for key in pair:
+                        await storage.delete(key)
+
+                await coordinator.once(pair[0], delete)
+
         try:
-            done = await coordinator.once(v.zip_key or v.keys[0], evict)
+            done = await coordinator.once(pairs[0][0], evict_first)
+            if done:
+                await evict_rest()
         except (GomirrorError, OSError) as e:  # one version failing must not stop the rest
             out.errors.append(f"{v.module}@{v.version}: {str(e).splitlines()[0][:200]}")
             continue
