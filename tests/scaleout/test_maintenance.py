@@ -11,8 +11,11 @@ answer or wrong bytes (an evicted version is fetched from the upstream again);
 both verify runs exit 0 with every file verified against the checksum
 database; gc evicts something and the clients' refetches reach the upstream;
 gc never removes the checksum database's state; when the load stops, every
-module file in the bucket has its sidecar and every sidecar its file; and a
-final ``verify`` is clean.
+verified module file (``.mod``, ``.zip``) in the bucket has its sidecar and
+every sidecar its file; and a
+final ``verify`` is clean. Also: ``verify --quarantine`` on the bucket moves a
+tampered object and its sidecar under ``_gomirror/quarantine/``, and an
+instance then fetches and verifies the file again.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import aiohttp
 import pytest
 
 from gomirror.storage.s3 import S3Settings, S3Storage
-from scaleout.cluster import Cluster, download, wait_for
+from scaleout.cluster import Cluster, download, file_path, http_get, wait_for
 from support.corpus import Corpus, ModuleVersion
 from support.server import GomirrorProcess
 from support.simulator import UpstreamSimulator
@@ -39,7 +42,7 @@ from support.sumdb_server import TestSumdb
 
 N_MODULES = 12
 ZIP_BYTES = 40 << 10
-CLIENTS = 6
+CLIENTS = 3
 FILE_EXTS = (".info", ".mod", ".zip")
 STATE_PREFIXES = ("sumdb/", "_gomirror/sumdb/")
 
@@ -101,8 +104,10 @@ class Load:
             self.downloads += 1
 
 
-def run_cli(cluster: Cluster, tmp: Path, db: TestSumdb, upstream: str, *args: str) -> str:
-    """One ``gomirror`` command on the cluster's bucket and Redis; its stdout, asserting exit 0."""
+def run_cli(
+    cluster: Cluster, tmp: Path, db: TestSumdb, upstream: str, *args: str, status: int = 0
+) -> str:
+    """One ``gomirror`` command on the cluster's bucket and Redis; its stdout, asserting its exit."""
     work = tmp / "cli"
     work.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOMIRROR_")}
@@ -123,27 +128,30 @@ def run_cli(cluster: Cluster, tmp: Path, db: TestSumdb, upstream: str, *args: st
         timeout=120,
         check=False,
     )
-    assert p.returncode == 0, (
+    assert p.returncode == status, (
         f"gomirror {' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
     )
     return p.stdout
 
 
-def bucket_keys(cluster: Cluster) -> set[str]:
+def bucket(cluster: Cluster) -> S3Storage:
     s3 = cluster.s3
-
-    async def keys() -> set[str]:
-        storage = S3Storage(
-            S3Settings(
-                bucket=s3.bucket,
-                prefix=cluster.prefix,
-                endpoint=s3.url,
-                region=s3.region,
-                access_key=s3.access_key,
-                secret_key=s3.secret_key,
-                addressing="path",
-            )
+    return S3Storage(
+        S3Settings(
+            bucket=s3.bucket,
+            prefix=cluster.prefix,
+            endpoint=s3.url,
+            region=s3.region,
+            access_key=s3.access_key,
+            secret_key=s3.secret_key,
+            addressing="path",
         )
+    )
+
+
+def bucket_keys(cluster: Cluster) -> set[str]:
+    async def keys() -> set[str]:
+        storage = bucket(cluster)
         try:
             return {k async for k in storage.keys()}  # noqa: SIM118 - an async iterator
         finally:
@@ -226,7 +234,9 @@ def test_verify_and_gc_run_against_the_bucket_while_two_instances_serve(
         assert state <= after, sorted(state - after)  # gc never touches the sumdb state
         files_after = module_files(after)
         sidecars = {k for k in after if k.endswith(tuple(e + ".json" for e in FILE_EXTS))}
-        assert {k + ".json" for k in files_after} <= sidecars, ("a file without its sidecar", sorted(evicted), sorted(before))
+        # .mod and .zip are verified, so stored with a sidecar; a .info has none.
+        verified = {k for k in files_after if not k.endswith(".info")}
+        assert {k + ".json" for k in verified} <= sidecars, "a file without its sidecar"
         assert {k.removesuffix(".json") for k in sidecars} <= files_after, (
             "a sidecar without its file"
         )
@@ -234,3 +244,35 @@ def test_verify_and_gc_run_against_the_bucket_while_two_instances_serve(
         assert_verified_all(
             final, at_least=len([k for k in files_after if not k.endswith(".info")])
         )
+
+
+def test_verify_quarantines_a_tampered_object_and_the_instances_fetch_it_again(
+    cluster: Cluster, corpus: Corpus, db: TestSumdb, tmp_path: Path
+) -> None:
+    mv = sorted(corpus, key=lambda mv: mv.path)[0]
+    with UpstreamSimulator(corpus, name="maint") as sim:
+        gm = cluster.instance("a", upstream=sim.url, sumdb=f"{db.verifier_key} {db.url}")
+        key = file_path(mv, "mod").lstrip("/")
+        assert http_get(gm.url + "/" + key) == (200, mv.mod)
+        assert mv.mod is not None
+        tampered = mv.mod + b"// tampered\n"
+
+        async def tamper() -> None:
+            storage = bucket(cluster)
+            try:  # written by another process, without the sidecar's digest: served as is
+                await storage.put_bytes(key, tampered)
+            finally:
+                await storage.close()
+
+        asyncio.run(tamper())
+        out = run_cli(cluster, tmp_path, db, sim.url, "verify", "--quarantine", status=1)
+        assert f"MISMATCH {mv.path}@{mv.version}/go.mod" in out, out
+        assert f"{key}: moved to _gomirror/quarantine/{key}" in out, out
+        keys = bucket_keys(cluster)
+        assert key not in keys and key + ".json" not in keys
+        assert {f"_gomirror/quarantine/{key}", f"_gomirror/quarantine/{key}.json"} <= keys
+        assert http_get(gm.url + "/" + key) == (200, mv.mod)
+        # An instance without the good copy in memory fetches (and verifies) it again.
+        fresh = cluster.instance("b", upstream=sim.url, sumdb=f"{db.verifier_key} {db.url}")
+        assert http_get(fresh.url + "/" + key) == (200, mv.mod)
+        assert sim.count("*.mod") == 2

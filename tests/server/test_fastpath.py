@@ -420,6 +420,27 @@ def test_a_replaced_zip_is_not_sent_from_a_kept_descriptor(
     asyncio.run(main())
 
 
+def test_a_purged_zip_does_not_stay_open(
+    tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "SWEEP_SECONDS", 0.05)
+
+    async def main() -> None:
+        async with serving(tmp_path, sim.url, monkeypatch) as srv:
+            fast = srv.fast
+            assert fast is not None
+            await warm_answers(srv.port, "GET")
+            await warm_answers(srv.port, "GET")  # both zips from kept descriptors
+            assert len(fast.files) == 2
+            (tmp_path / "cache" / PATHS["zip"].lstrip("/")).unlink()
+            deadline = time.monotonic() + 5
+            while len(fast.files) != 1:  # closed by the sweep, with no request for it
+                assert time.monotonic() < deadline, "the purged zip's descriptor stayed open"
+                await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+
+
 def test_zips_use_loop_sendfile_where_the_protocol_cannot_sendfile(
     tmp_path: Path, sim: UpstreamSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

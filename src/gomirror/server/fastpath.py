@@ -19,7 +19,8 @@ Contract:
   answer is the local file's content (read back and compared) and carries no
   ``Connection`` header. Answers are checked against the file's inode, mtime
   and size: a zip by a ``stat`` of its path per answer, sent from a descriptor
-  kept open in ``OpenFiles`` (bounded LRU) whose ``fstat`` matched when it was
+  kept open in ``OpenFiles`` (bounded LRU; one whose path no longer names it is
+  closed within ``SWEEP_SECONDS``, so a purge frees space) whose ``fstat`` matched when it was
   opened (an open descriptor pins its inode number, so a path that still stats
   to the same inode, mtime and size names that very file), a list or
   ``@latest`` by a ``stat`` per answer (it stops being served when it stops being
@@ -83,6 +84,7 @@ MAX_HEADERS = 64
 FLUSH_SECONDS = 0.25
 INLINE_ZIP = 256 << 10  # zips up to this size are read and sent with their head
 OPEN_FILES = 64  # descriptors of hot zips kept open per process
+SWEEP_SECONDS = 5.0  # how soon a kept descriptor of a purged zip is closed (frees its space)
 RECHECK_SECONDS = 1.0  # an immutable small file is stat'ed at most this often
 IMMUTABLE_KINDS = ("info", "mod", "zip")
 MUTABLE_KINDS = ("list", "latest")
@@ -246,6 +248,20 @@ class OpenFiles:
         for file in list(self._fds):
             self.forget(file)
 
+    def sweep(self) -> None:
+        """Close the descriptors whose path no longer names their file (purged, replaced).
+
+        Without this a purged zip's disk space stays pinned until its path is asked again.
+        """
+        for file, (_, ident) in list(self._fds.items()):
+            try:
+                st = os.stat(file)  # noqa: PTH116 - str paths throughout
+            except OSError:
+                self.forget(file)
+                continue
+            if (st.st_ino, st.st_mtime_ns, st.st_size) != ident:
+                self.forget(file)
+
     def __len__(self) -> int:
         return len(self._fds)
 
@@ -300,6 +316,7 @@ class FastPath:
         self._popular: dict[str, int] = {}
         self._lines: list[tuple[str, str, int, float, str]] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self._bounds: list[float] = list(
             getattr(metrics.request_seconds, "_upper_bounds", None) or [float("inf")]
         )
@@ -331,6 +348,9 @@ class FastPath:
         """Close every connection still owned here (server shutdown) and flush the counts."""
         for conn in list(self.connections):
             conn.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         self.files.close_all()
         self.flush()
 
@@ -443,6 +463,13 @@ class FastPath:
             loop = asyncio.get_running_loop()
             self._flush_handle = loop.call_later(FLUSH_SECONDS, self.flush)
 
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        self.files.sweep()
+        if len(self.files):
+            loop = asyncio.get_running_loop()
+            self._sweep_handle = loop.call_later(SWEEP_SECONDS, self._sweep)
+
     def flushed(self, render: Callable[[], Awaitable[bytes]]) -> Callable[[], Awaitable[bytes]]:
         """``render`` (the metrics exposition), flushing the batched counts first."""
 
@@ -457,6 +484,9 @@ class FastPath:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._sweep_handle is None and len(self.files):
+            loop = asyncio.get_running_loop()
+            self._sweep_handle = loop.call_later(SWEEP_SECONDS, self._sweep)
         tallies, self._tallies = self._tallies, {}
         for endpoint, t in tallies.items():
             m = self.metrics
@@ -701,6 +731,8 @@ class FastConnection(asyncio.Protocol):
         self._buf = self._buf + data if self._buf else data
         if not self._sending and not self._paused:
             self._serve()
+        elif len(self._buf) > MAX_HEAD and self._transport is not None:
+            self._transport.pause_reading()  # the answer being sent must finish first
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -842,8 +874,9 @@ class FastConnection(asyncio.Protocol):
                     self._handler._next_keepalive_close_time = started + fp.idle_timeout + 3600
                 fp.record(entry, "GET", target, monotonic() - started, self._remote)
                 fp.direct_sends += 1
+                # Reading goes on (the client's next request is then at hand when the
+                # zip is out); data_received pauses it if a client sends too much meanwhile.
                 self._sending = True
-                transport.pause_reading()
                 self._fd, self._out, self._offset, self._left = fd, head, 0, entry.size
                 if self._cork:
                     self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
