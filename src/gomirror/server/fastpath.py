@@ -43,7 +43,8 @@ Contract:
 - Limits stay those of the aiohttp path: connections owned here count against
   ``max_connections`` together with aiohttp's (past it: the same ``503``), a
   connection that completes no request within ``idle_timeout`` is closed, and
-  reading stops while an answer is sent or the transport's buffer is full.
+  reading stops while the transport's buffer is full or, while a zip is being
+  sent, once more than ``MAX_HEAD`` bytes of further requests wait.
 - Request metrics, cache metrics, popularity and access-log lines for answers
   given here are counted in memory and flushed within ``FLUSH_SECONDS``.
 """
