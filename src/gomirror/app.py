@@ -99,7 +99,9 @@ class Parts:
     monitor: ConsistencyMonitor | None
     remote_storage: Reachable | None = None  # shared object storage /readyz must reach
     predictor: Predictor | None = None  # what the server serves goes through it (gomirror.predict)
-    uses: UseRecorder | None = None  # records version reads for cache gc; touch(key) for hits served elsewhere
+    uses: UseRecorder | None = (
+        None  # records version reads for cache gc; touch(key) for hits served elsewhere
+    )
     stack: contextlib.AsyncExitStack = field(repr=False, default_factory=contextlib.AsyncExitStack)
 
 
@@ -123,22 +125,7 @@ async def open_backend(
     # Imported here: aiobotocore costs 0.2 s of start-up that disk users need not pay.
     from gomirror.storage.s3 import S3Settings, S3Storage
 
-    s3 = S3Storage(
-        S3Settings(
-            bucket=st.s3_bucket,
-            prefix=st.s3_prefix,
-            endpoint=st.s3_endpoint,
-            region=st.s3_region,
-            access_key=st.s3_access_key,
-            secret_key=st.s3_secret_key,
-            addressing=st.s3_addressing,
-            signature=st.s3_signature,
-            tls_verify=st.s3_tls_verify,
-            ca_file=st.s3_ca_file,
-            part_size=st.s3_part_size,
-            read_cache_bytes=st.s3_read_cache_bytes,
-        )
-    )
+    s3 = S3Storage(S3Settings.from_section(st))
     stack.push_async_callback(s3.close)
     try:
         await s3.check()

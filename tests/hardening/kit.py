@@ -37,8 +37,9 @@ from typing import Any
 from aiohttp import web
 
 from gomirror import app
-from gomirror.config import Config, load_config
+from gomirror.config import Config
 from gomirror.logs import ClientErrorFilter
+from support.appconfig import quiet_config
 from support.simulator import SUBPATH, UpstreamSimulator
 from support.sumdb_server import TestSumdb
 
@@ -51,15 +52,7 @@ HYPOTHESIS_WARNING = "ignore:mypy_extensions.TypedDict is deprecated:Deprecation
 
 def config(cache_dir: Path, upstream: str, **more: Any) -> Config:
     """A config for an in-process server: no access log, port 0, sumdb off unless given."""
-    overrides: dict[str, Any] = {
-        "cache_dir": str(cache_dir),
-        "upstream": upstream,
-        "sumdb": "off",
-        "listen": "127.0.0.1:0",
-        "access_log": "false",
-        **more,
-    }
-    return load_config(env={}, overrides=overrides)
+    return quiet_config(cache_dir, upstream, **more)
 
 
 class _Keep(logging.Handler):

@@ -219,22 +219,8 @@ async def _open(
     # Imported here: aiobotocore costs start-up time that disk-only runs need not pay.
     from gomirror.storage.s3 import S3Settings, S3Storage
 
-    s3 = S3Storage(
-        S3Settings(
-            bucket=section.s3_bucket,
-            prefix=section.s3_prefix,
-            endpoint=section.s3_endpoint,
-            region=section.s3_region,
-            access_key=section.s3_access_key,
-            secret_key=section.s3_secret_key,
-            addressing=section.s3_addressing,
-            signature=section.s3_signature,
-            tls_verify=section.s3_tls_verify,
-            ca_file=section.s3_ca_file,
-            part_size=section.s3_part_size,
-            read_cache_bytes=0,  # every object is read once: a cache would only cost memory
-        )
-    )
+    # Every object is read once: a read cache would only cost memory.
+    s3 = S3Storage(S3Settings.from_section(section, read_cache_bytes=0))
     stack.push_async_callback(s3.close)
     try:
         await s3.check()

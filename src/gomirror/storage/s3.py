@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
+    from gomirror.config import StorageSection
+
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000  # S3's limit per multipart upload
@@ -101,6 +103,26 @@ class S3Settings:
     read_timeout: float = 60.0
     max_connections: int = 64
     max_attempts: int = 3  # per request, with botocore's backoff; 5xx, throttling, resets
+
+    @classmethod
+    def from_section(cls, st: StorageSection, **overrides: Any) -> S3Settings:
+        """The settings a ``[storage]`` section names; ``overrides`` change single fields."""
+        fields: dict[str, Any] = {
+            "bucket": st.s3_bucket,
+            "prefix": st.s3_prefix,
+            "endpoint": st.s3_endpoint,
+            "region": st.s3_region,
+            "access_key": st.s3_access_key,
+            "secret_key": st.s3_secret_key,
+            "addressing": st.s3_addressing,
+            "signature": st.s3_signature,
+            "tls_verify": st.s3_tls_verify,
+            "ca_file": st.s3_ca_file,
+            "part_size": st.s3_part_size,
+            "read_cache_bytes": st.s3_read_cache_bytes,
+        }
+        fields.update(overrides)
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)
