@@ -187,8 +187,8 @@ def main() -> int:
     ]
     for name, xs, ns in rows:
         runs_text = ", ".join(f"{x:.2f}" for x in xs)
-        n = f"{median([float(x) for x in ns]):.0f}" if ns else ""
-        print(f"| {name} | {median(xs):.2f} | {runs_text} | {n} |")
+        asked = f"{median([float(x) for x in ns]):.0f}" if ns else ""
+        print(f"| {name} | {median(xs):.2f} | {runs_text} | {asked} |")
     met = ratio < TARGET
     print(f"\nratio b/a: {ratio:.2f}; target < {TARGET}: {'met' if met else 'NOT met'}")
     return 0 if met else 1
