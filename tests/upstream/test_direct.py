@@ -22,6 +22,8 @@ from aiohttp import web
 
 from gomirror.errors import NotFound
 from gomirror.module.dirhash import hash_zip
+from gomirror.module.modzip import check_zip
+from gomirror.upstream.base import Fetched
 from gomirror.upstream.direct import DirectConfig, DirectUpstream
 from gomirror.upstream.discovery import RepoRule
 from support.gitrepos import GitWorld, RepoBuilder
@@ -160,6 +162,26 @@ def test_zip_content_and_cleanup(world: GitWorld, repo: RepoBuilder, tmp_path: P
         assert zf.read(f"{M}/sub@v0.1.0/LICENSE") == b"MIT\n"
     assert hash_zip(dst).startswith("h1:")
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+
+
+def test_a_built_zip_carries_what_writing_it_established(
+    world: GitWorld, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    """The verifier may take the h1 from the build instead of reading the zip again: it must match."""
+    dst = tmp_path / "m.zip"
+
+    async def body(up: DirectUpstream) -> Fetched:
+        return await up.zip(M, "v1.0.0", dst)
+
+    fetched = run(world, tmp_path, body)
+    assert fetched.built is not None
+    checked = check_zip(dst, M, "v1.0.0")
+    assert (fetched.built.h1, fetched.built.size, fetched.built.files) == (
+        checked.h1,
+        checked.size,
+        checked.files,
+    )
+    assert fetched.built.h1 == hash_zip(dst)
 
 
 def test_new_commits_are_seen_after_refresh(

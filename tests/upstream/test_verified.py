@@ -26,7 +26,8 @@ from gomirror.errors import (
     UpstreamTimeout,
     VerificationError,
 )
-from gomirror.upstream.base import Checked
+from gomirror.upstream import verified as verified_module
+from gomirror.upstream.base import Checked, Fetched
 from gomirror.upstream.chain import Chain
 from gomirror.upstream.policy import Link
 from gomirror.upstream.proxy import HttpUpstream
@@ -187,6 +188,53 @@ def test_good_zip_is_checked_while_written(
     assert got.checked.files == len(mv.files)
     assert first == [1]  # first_byte reaches the mirror and back
     assert db.checks == [(M, V, "zip", mv.h1)]
+
+
+class BuiltZips:
+    """An inner Upstream that writes zips itself and says what it wrote (as direct mode does)."""
+
+    name = "builder"
+
+    def __init__(self, body: bytes, built: Checked) -> None:
+        self.body, self.built = body, built
+
+    async def zip(self, module: str, version: str, dst: Path, first_byte: Any = None) -> Fetched:
+        await asyncio.to_thread(dst.write_bytes, self.body)
+        return Fetched(b"", self.name, built=self.built)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_zip_built_here_is_not_read_again_but_still_checked_against_the_database(
+    db: FakeDatabase, corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mv = corpus[M, V]
+
+    def no_reread(*args: Any) -> Any:
+        raise AssertionError("the verifier read a zip it was told about")
+
+    monkeypatch.setattr(verified_module, "check_zip", no_reread)
+
+    async def fetch(h1: str) -> Fetched:
+        inner = BuiltZips(mv.zip, Checked(h1, {}, len(mv.zip), len(mv.files)))
+        up = VerifiedUpstream(inner, db)  # type: ignore[arg-type]  # zip is all it needs
+        try:
+            return await up.zip(M, V, tmp_path / "x.zip")
+        finally:
+            await up.close()
+
+    got = run(fetch(mv.h1))
+    assert got.checked is not None and got.built is None
+    assert (got.checked.h1, got.checked.size, got.checked.files) == (
+        mv.h1,
+        len(mv.zip),
+        len(mv.files),
+    )
+    assert got.checked.verdict["verified"] is True
+    # What the build says is still held against the database.
+    with pytest.raises(ChecksumMismatch):
+        run(fetch("h1:" + "A" * 43 + "="))
 
 
 def test_tampered_zip_is_a_checksum_mismatch(

@@ -152,6 +152,7 @@ class CreateResult:
 
     h1: str
     omitted: list[tuple[str, str]]
+    files: int = 0  # entries written
 
 
 def _check_module_version(module: str, version: str) -> None:
@@ -423,7 +424,7 @@ def create_zip(dst: BinaryIO, module: str, version: str, files: Sequence[ZipFile
                     h.update(chunk)
                     w.write(chunk)
             digests[name] = h.hexdigest()
-    return CreateResult(format_h1(digests.items()), list(cf.omitted))
+    return CreateResult(format_h1(digests.items()), list(cf.omitted), len(digests))
 
 
 def create_zip_from_dir(dst: BinaryIO, module: str, version: str, directory: Path) -> CreateResult:
@@ -431,7 +432,7 @@ def create_zip_from_dir(dst: BinaryIO, module: str, version: str, directory: Pat
     _check_module_version(module, version)
     files, walk_omitted = list_dir_files(directory)
     result = create_zip(dst, module, version, files)
-    return CreateResult(result.h1, [*result.omitted, *walk_omitted])
+    return CreateResult(result.h1, [*result.omitted, *walk_omitted], result.files)
 
 
 def check_zip_files(path: Path, module: str, version: str) -> CheckedFiles:

@@ -51,6 +51,9 @@ class Fetched:
     checked: Checked | None = None
     elapsed: float | None = None  # seconds the source itself took, without our checks
     stale_reason: str | None = None  # the source answered from its own stale copy (a gomirror)
+    # A zip this process wrote itself (direct mode): its h1, size and entry count, known
+    # from writing it, so a verifier need not read it again. Never set from remote input.
+    built: Checked | None = None
 
 
 class Upstream(Protocol):

@@ -34,6 +34,7 @@ import logging
 import shutil
 import tempfile
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,13 +42,14 @@ from typing import Any, BinaryIO
 from gomirror.errors import InvalidContent, NotFound
 from gomirror.module import info as modinfo
 from gomirror.module import modzip, paths, pseudo
-from gomirror.upstream.base import Fetched, FirstByte
+from gomirror.upstream.base import Checked, Fetched, FirstByte
 from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
 from gomirror.upstream.git_prebuild import ZipPrebuilder
 from gomirror.upstream.vcsrepo import ArchiveFile, CodeRepo, Resolved
 
 log = logging.getLogger(__name__)
+MAX_BUILT_FACTS = 64  # zips built but not yet asked for (prebuilt ones wait at most a minute)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +114,8 @@ class DirectUpstream:
             )
         )
         self._repos: dict[str, GitRepo] = {}
+        # (module, version, commit) -> what writing its zip established, for the verifier.
+        self._built: OrderedDict[tuple[str, str, str], Checked] = OrderedDict()
         self._prebuilt = ZipPrebuilder(
             config.cache_dir / "tmp", self._prebuild, limit=config.prebuild_zips
         )
@@ -209,11 +213,15 @@ class DirectUpstream:
     ) -> Fetched:
         """Build the module zip of a canonical version into dst (or take the prebuilt one)."""
         code, resolved = await self._exact(module, version)
-        if await self._prebuilt.take(module, version, resolved.info.name, dst):
+        commit = resolved.info.name
+        if await self._prebuilt.take(module, version, commit, dst):
             log.info("direct zip prebuilt", extra={"mod_path": module, "version": version})
         else:
-            await self._build_zip(code, module, version, dst)
-        return Fetched(b"", self.name)
+            commit = await self._build_zip(code, module, version, dst)
+        built = self._built.pop((module, version, commit), None)
+        if built is not None and built.size != (await asyncio.to_thread(dst.stat)).st_size:
+            built = None  # not the file that was written: let the verifier read it
+        return Fetched(b"", self.name, built=built)
 
     async def _prebuild(self, module: str, version: str, dst: Path) -> str:
         code, _ = await self._code(module)
@@ -227,16 +235,22 @@ class DirectUpstream:
         try:
             commit, files, archive = await code.archive_files(version, tmp / "archive.zip")
             result = await asyncio.to_thread(_create, dst, module, version, files, archive)
+            size = (await asyncio.to_thread(dst.stat)).st_size
+            self._built[(module, version, commit)] = Checked(result.h1, {}, size, result.files)
+            while len(self._built) > MAX_BUILT_FACTS:
+                self._built.popitem(last=False)
             log.info(
-                "direct zip built", extra={"mod_path": module, "version": version, "h1": result}
+                "direct zip built", extra={"mod_path": module, "version": version, "h1": result.h1}
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
         return commit
 
 
-def _create(dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path) -> str:
-    """Run create_zip over the archive's files (in a worker thread); return the h1."""
+def _create(
+    dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path
+) -> modzip.CreateResult:
+    """Run create_zip over the archive's files (in a worker thread); return its result."""
     with zipfile.ZipFile(archive) as zf:
 
         def opener(f: ArchiveFile) -> modzip.ZipFile:
@@ -253,7 +267,7 @@ def _create(dst: Path, module: str, version: str, files: list[ArchiveFile], arch
         inputs = [opener(f) for f in files]
         try:
             with dst.open("wb") as out:
-                return modzip.create_zip(out, module, version, inputs).h1
+                return modzip.create_zip(out, module, version, inputs)
         except InvalidContent as exc:
             dst.unlink(missing_ok=True)
             raise NotFound(f"{module}@{version}: create zip: {exc}") from None
