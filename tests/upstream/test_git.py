@@ -212,3 +212,32 @@ def test_timeout_kills_git(tmp_path: Path) -> None:
     err = run_against(handler, "http://127.0.0.1:{port}/slow", tmp_path, timeout=1.0)
     assert type(err) is UpstreamError
     assert "timed out" in str(err)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/acme/g",
+        'https://git.example.test/we"ird;path#frag\\back slash',
+        "ssh://git@git.example.test:2222/group/sub/repo.git",
+    ],
+)
+def test_created_repository_names_its_remote_exactly(tmp_path: Path, url: str) -> None:
+    """The remote URL written into a new repository's config reads back unchanged."""
+    runner = GitRunner(GitSettings())
+    g = GitRepo(runner, tmp_path / "cache", url, 0.0)
+    asyncio.run(g._init())
+    code, out = asyncio.run(runner.run(["config", "--get", "remote.origin.url"], git_dir=g.dir))
+    assert (code, out.decode().rstrip("\n")) == (0, url)
+    assert not (g.dir / "hooks").exists()  # no template copied
+
+
+def test_first_listing_runs_beside_the_repository_creation(
+    world: GitWorld, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    """A new repository is listed by URL while it is created; the next listing uses origin."""
+    g = make_repo(world, tmp_path, "acme/g")
+    first = asyncio.run(g.refs())
+    assert (g.dir / "objects").is_dir()
+    second = asyncio.run(g.refs(fresh=True))
+    assert first.refs == second.refs and "refs/tags/v1.0.0" in first.refs

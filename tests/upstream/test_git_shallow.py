@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from gomirror.errors import NotFound
 from gomirror.module import pseudo
 from gomirror.upstream.direct import DirectConfig, DirectUpstream
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings
@@ -268,3 +269,92 @@ def test_two_processes_share_one_cache_repository(
     )
     assert fsck.returncode == 0, fsck.stderr
     assert not list((cache / "git").glob("*.init-*"))
+
+
+def test_one_tag_asked_three_ways_at_once_runs_each_git_question_once(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    """.info, .mod and .zip of the newest tag at once: one resolution, one fetch, one read."""
+    git, log = logging_git(tmp_path)
+
+    async def body() -> None:
+        up = direct(world, tmp_path, git, prebuild_zips=0)
+        try:
+            await asyncio.gather(
+                up.info(M, "v1.1.0"),
+                up.mod(M, "v1.1.0"),
+                up.zip(M, "v1.1.0", tmp_path / "z.zip"),
+            )
+        finally:
+            await up.close()
+
+    asyncio.run(body())
+    lines = log.read_text().splitlines()
+    verbs = ["log" if " log " in f" {line} " else line.split()[0] for line in lines]
+    assert verbs.count("ls-remote") == 1
+    assert len(fetches(log)) == 1
+    # The commit is looked up once, after the fetch: a repository this process
+    # has just created is known to hold nothing before it.
+    assert verbs.count("log") == 1
+    assert "config" not in verbs  # the remote is written with the new repository
+    assert sum(line.endswith(":go.mod") for line in lines) == 1
+
+
+def _gated_git(tmp: Path) -> tuple[Path, Path]:
+    """A git wrapper whose ls-remote waits (up to 10 s) until some fetch has started."""
+    log, mark = tmp / "git.log", tmp / "fetch-started"
+    script = tmp / "git-gated"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in\n'
+        '  *" ls-remote "*) i=0\n'
+        f'    while [ ! -e "{mark}" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n'
+        f'    [ -e "{mark}" ] || echo "ls-remote gave up waiting" >> "{log}";;\n'
+        f'  *" fetch "*) touch "{mark}";;\n'
+        "esac\n"
+        f'echo "$*" >> "{log}"\n'
+        f'exec "{GIT}" "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script, log
+
+
+def test_a_new_repository_fetches_the_tag_while_listing_refs(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    """The first .info of a tag starts its shallow fetch before ls-remote has answered."""
+    git, log = _gated_git(tmp_path)
+
+    async def body() -> str:
+        up = direct(world, tmp_path, git, prebuild_zips=0)
+        try:
+            return str(json.loads((await up.info(M, "v1.1.0")).body)["Version"])
+        finally:
+            await up.close()
+
+    assert asyncio.run(body()) == "v1.1.0"
+    lines = log.read_text().splitlines()
+    assert "ls-remote gave up waiting" not in lines
+    [fetch] = fetches(log)  # the speculative fetch was the only one needed
+    assert "--depth=1" in fetch and fetch.endswith("+refs/tags/v1.1.0:refs/tags/v1.1.0")
+    assert lines.index(fetch) < next(i for i, x in enumerate(lines) if "ls-remote" in x)
+
+
+def test_a_speculative_fetch_of_a_missing_tag_changes_nothing(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    git, log = logging_git(tmp_path)
+
+    async def body() -> None:
+        up = direct(world, tmp_path, git, prebuild_zips=0)
+        try:
+            with pytest.raises(NotFound, match=r"v9\.9\.9"):
+                await up.info(M, "v9.9.9")
+            assert json.loads((await up.info(M, "v1.0.0")).body)["Version"] == "v1.0.0"
+        finally:
+            await up.close()
+
+    asyncio.run(body())
+    assert local_commits(cache_repo(tmp_path)) >= 1
+    assert next(f.split()[-1] for f in fetches(log)) == "+refs/tags/v9.9.9:refs/tags/v9.9.9"

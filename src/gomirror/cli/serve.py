@@ -47,7 +47,24 @@ def _serve(config: Config, group_dir: Path | None = None, *, primary: bool = Tru
     # The stock asyncio loop on purpose: uvloop has no loop.sendfile, so aiohttp
     # would copy every zip through a thread pool (measured in docs/benchmarks.md:
     # 20 MB zips went from ~0.6x to ~1.0x nginx without uvloop).
+    _pidfd_child_watcher()
     asyncio.run(_main(config, group_dir, primary))
+
+
+def _pidfd_child_watcher() -> None:
+    """On Python 3.11, wait for git processes by pidfd instead of a thread per process.
+
+    Direct mode starts a handful of git processes per request; 3.11's default
+    watcher starts a thread for each one. 3.12 and later choose pidfd by
+    themselves (and deprecate this API), so nothing is changed there.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return  # the kernel has no pidfd (before Linux 5.3): keep the default
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 async def _main(config: Config, group_dir: Path | None, primary: bool) -> None:

@@ -20,8 +20,9 @@ import io
 import os
 import posixpath
 import stat
-import zipfile
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +34,7 @@ from gomirror.module.foldcase import str_to_fold
 from gomirror.module.gomod import go_version_at_least, parse_gomod
 from gomirror.module.paths import go_quote
 from gomirror.module.zipread import CHUNK, ZipError, ZipReader
+from gomirror.module.zipwrite import Packed, ZipWriter, pack
 
 __all__ = [
     "MAX_GO_MOD",
@@ -57,6 +59,10 @@ __all__ = [
 MAX_ZIP_FILE = 500 << 20
 MAX_GO_MOD = 16 << 20
 MAX_LICENSE = 16 << 20
+_READ_WHOLE = 1 << 20  # inputs up to this size are read in one call and compressed in one
+_PARALLEL_FROM = 2 << 20  # modules with this much content are compressed on several threads
+_PACKERS = 4
+_BATCH = 256 << 10
 
 _NOT_CLEAN = "file path is not clean"
 _NOT_RELATIVE = "file path is not relative"
@@ -93,6 +99,7 @@ class ZipFile:
     size: int
     opener: Callable[[], BinaryIO] = field(repr=False)
     kind: FileKind = FileKind.REGULAR
+    data: bytes | memoryview | None = field(default=None, repr=False)  # the content, if in memory
 
     def open(self) -> BinaryIO:
         """Open the content for reading (the caller closes it)."""
@@ -101,7 +108,7 @@ class ZipFile:
     @classmethod
     def from_bytes(cls, path: str, data: bytes, kind: FileKind = FileKind.REGULAR) -> ZipFile:
         """Make an in-memory input file."""
-        return cls(path, len(data), lambda: io.BytesIO(data), kind)
+        return cls(path, len(data), lambda: io.BytesIO(data), kind, data)
 
     @classmethod
     def from_fs(cls, path: str, fs_path: Path) -> ZipFile:
@@ -310,6 +317,8 @@ def _check_files(files: Sequence[ZipFile]) -> tuple[CheckedFiles, list[ZipFile]]
 
 
 def _read_limited(f: ZipFile, limit: int) -> bytes:
+    if f.data is not None:
+        return bytes(f.data[: limit + 1])
     try:
         with f.open() as r:
             return r.read(limit + 1)
@@ -385,14 +394,82 @@ def check_dir(directory: Path) -> CheckedFiles:
     )
 
 
-def _zip_info(name: str, size: int) -> zipfile.ZipInfo:
-    # (1980, 0, 0, ...) encodes as DOS date/time 0, which is what Go writes for a zero time.
-    info = zipfile.ZipInfo(name, date_time=(1980, 0, 0, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.file_size = size
-    info.create_system = 3
-    info.external_attr = 0o644 << 16
-    return info
+class _Packer:
+    """Hashes and compresses in-memory entries in batches on worker threads, writing in order.
+
+    With one worker everything happens inline. Otherwise batches of about
+    256 KiB go to a thread pool (zlib and hashlib release the GIL) and at most
+    a few batches per worker are in flight, so memory stays bounded.
+    """
+
+    def __init__(self, zw: ZipWriter, digests: dict[str, str], workers: int) -> None:
+        self._zw = zw
+        self._digests = digests
+        self._pool = ThreadPoolExecutor(workers, "zip-pack") if workers > 1 else None
+        self._window = 2 * workers
+        self._batch: list[tuple[str, bytes | memoryview]] = []
+        self._batch_bytes = 0
+        self._inflight: deque[Future[list[tuple[str, str, Packed]]]] = deque()
+
+    def __enter__(self) -> _Packer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, name: str, data: bytes | memoryview) -> None:
+        if self._pool is None:
+            self._write(_pack_batch([(name, data)]))
+            return
+        self._batch.append((name, data))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= _BATCH:
+            self._submit()
+
+    def drain(self) -> None:
+        """Write every entry added so far."""
+        self._submit()
+        while self._inflight:
+            self._write(self._inflight.popleft().result())
+
+    def _submit(self) -> None:
+        if not self._batch or self._pool is None:
+            return
+        self._inflight.append(self._pool.submit(_pack_batch, self._batch))
+        self._batch, self._batch_bytes = [], 0
+        while len(self._inflight) > self._window:
+            self._write(self._inflight.popleft().result())
+
+    def _write(self, done: list[tuple[str, str, Packed]]) -> None:
+        for name, digest, packed in done:
+            self._digests[name] = digest
+            self._zw.add_packed(name, packed)
+
+
+def _pack_batch(items: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, str, Packed]]:
+    return [(name, hashlib.sha256(data).hexdigest(), pack(data)) for name, data in items]
+
+
+def _limited_reader(r: BinaryIO, f: ZipFile) -> Callable[[], bytes]:
+    """Chunks of r, raising ZipError as soon as it yields more than f's declared size."""
+    left = f.size + 1
+
+    def read() -> bytes:
+        nonlocal left
+        if left <= 0:
+            return b""
+        chunk = r.read(min(CHUNK, left))
+        left -= len(chunk)
+        if left <= 0:
+            raise ZipError(f"file {go_quote(f.path)} is larger than declared size")
+        return chunk
+
+    return read
 
 
 def create_zip(dst: BinaryIO, module: str, version: str, files: Sequence[ZipFile]) -> CreateResult:
@@ -408,22 +485,27 @@ def create_zip(dst: BinaryIO, module: str, version: str, files: Sequence[ZipFile
         raise ZipError(err)
     prefix = f"{module}@{version}/"
     digests: dict[str, str] = {}
-    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as zw:
+    zw = ZipWriter(dst)
+    total = sum(f.size for f in valid)
+    workers = min(_PACKERS, os.cpu_count() or 1) if total >= _PARALLEL_FROM else 1
+    with _Packer(zw, digests, workers) as packer:
         for f in valid:
             name = prefix + f.path
+            data = f.data
+            if data is None and f.size <= _READ_WHOLE:
+                with f.open() as r:
+                    data = r.read(f.size + 1)
+            if data is not None:
+                if len(data) > f.size:
+                    raise ZipError(f"file {go_quote(f.path)} is larger than declared size")
+                packer.add(name, data)
+                continue
+            packer.drain()
             h = hashlib.sha256()
-            left = f.size + 1
-            with f.open() as r, zw.open(_zip_info(name, f.size), "w") as w:
-                while left > 0:
-                    chunk = r.read(min(CHUNK, left))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-                    if left <= 0:
-                        raise ZipError(f"file {go_quote(f.path)} is larger than declared size")
-                    h.update(chunk)
-                    w.write(chunk)
+            with f.open() as r:
+                zw.add_stream(name, _limited_reader(r, f), h.update)
             digests[name] = h.hexdigest()
+    zw.close()
     return CreateResult(format_h1(digests.items()), list(cf.omitted), len(digests))
 
 

@@ -11,6 +11,7 @@ as ``\\xff`` exactly like Go's ``%q``.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from gomirror.errors import InvalidPath, InvalidVersion
@@ -40,6 +41,17 @@ _MOD_CHARS = _ASCII_ALNUM | frozenset("-._~")
 _IMPORT_CHARS = _MOD_CHARS | frozenset("+")
 _FILE_PUNCT = frozenset("!#$%&()+,-.=@[]^_{}~ ")
 _FIRST_ELEM_CHARS = frozenset("-.0123456789abcdefghijklmnopqrstuvwxyz")
+# Elements made only of these characters need no per-character check (the
+# loop still runs for anything else: it names the first bad character).
+_ALL_OK = {
+    kind: re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]*")
+    for kind, chars in (
+        (_MODULE, _MOD_CHARS),
+        (_IMPORT, _IMPORT_CHARS),
+        (_FILE, _ASCII_ALNUM | _FILE_PUNCT),
+    )
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _BAD_WINDOWS_NAMES = frozenset(
     ["con", "prn", "aux", "nul"]
     + [f"com{i}" for i in range(1, 10)]
@@ -104,7 +116,7 @@ def go_quote_rune(c: str) -> str:
 
 
 def _has_bad_utf8(s: str) -> bool:
-    return any(_is_surrogate(c) for c in s)
+    return _SURROGATE.search(s) is not None
 
 
 def _char_ok(c: str, kind: str) -> bool:
@@ -127,9 +139,10 @@ def _elem_error(elem: str, kind: str) -> str | None:
         return "leading dot in path element"
     if elem[-1] == ".":
         return "trailing dot in path element"
-    for c in elem:
-        if not _char_ok(c, kind):
-            return f"invalid char {go_quote_rune(c)}"
+    if _ALL_OK[kind].fullmatch(elem) is None:
+        for c in elem:
+            if not _char_ok(c, kind):
+                return f"invalid char {go_quote_rune(c)}"
     short = elem.split(".", 1)[0]
     if short.lower() in _BAD_WINDOWS_NAMES:
         return f"{go_quote(short)} disallowed as path element component on Windows"

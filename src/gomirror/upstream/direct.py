@@ -28,9 +28,11 @@ failures raise ``UpstreamError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
 import shutil
 import tempfile
 import zipfile
@@ -129,6 +131,8 @@ class DirectUpstream:
         """Close the discovery HTTP session and drop unclaimed prebuilt zips."""
         await self._prebuilt.close()
         await self._discoverer.close()
+        for repo in self._repos.values():
+            await repo.close()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -250,19 +254,28 @@ class DirectUpstream:
 def _create(
     dst: Path, module: str, version: str, files: list[ArchiveFile], archive: Path
 ) -> modzip.CreateResult:
-    """Run create_zip over the archive's files (in a worker thread); return its result."""
-    with zipfile.ZipFile(archive) as zf:
+    """Run create_zip over the archive's files (in a worker thread); return its result.
+
+    The archive is git's own output with stored entries, so a member of up to
+    1 MiB is read with one ``pread`` at its offset (no per-member reader);
+    larger members, and any that is not a plain stored entry, go through zipfile.
+    """
+    with archive.open("rb") as raw, contextlib.ExitStack() as stack:
+        fd = raw.fileno()
+        reader: list[zipfile.ZipFile] = []
+
+        def open_member(member: str) -> BinaryIO:
+            if not reader:
+                reader.append(stack.enter_context(zipfile.ZipFile(archive)))
+            return reader[0].open(member)  # type: ignore[return-value]
 
         def opener(f: ArchiveFile) -> modzip.ZipFile:
             kind = modzip.FileKind(f.kind)
             if f.data is not None:
                 return modzip.ZipFile.from_bytes(f.path, f.data, kind)
             member = f.member
-
-            def open_member() -> BinaryIO:
-                return zf.open(member)  # type: ignore[return-value]
-
-            return modzip.ZipFile(f.path, f.size, open_member, kind)
+            data = _stored_bytes(fd, f) if f.stored_at >= 0 and f.size <= _PREAD_LIMIT else None
+            return modzip.ZipFile(f.path, f.size, lambda: open_member(member), kind, data)
 
         inputs = [opener(f) for f in files]
         try:
@@ -271,3 +284,18 @@ def _create(
         except InvalidContent as exc:
             dst.unlink(missing_ok=True)
             raise NotFound(f"{module}@{version}: create zip: {exc}") from None
+
+
+_PREAD_LIMIT = 1 << 20
+_EXTRA_SLACK = 64  # git archive's local extra field (a timestamp) fits in this
+
+
+def _stored_bytes(fd: int, f: ArchiveFile) -> memoryview | None:
+    """A stored member's bytes read at its offset, or None to read it through zipfile."""
+    want = 30 + len(f.member.encode()) + _EXTRA_SLACK + f.size
+    block = memoryview(os.pread(fd, want, f.stored_at))
+    if len(block) < 30 or bytes(block[:4]) != b"PK\x03\x04":
+        return None
+    start = 30 + int.from_bytes(block[26:28], "little") + int.from_bytes(block[28:30], "little")
+    data = block[start : start + f.size]
+    return data if len(data) == f.size else None

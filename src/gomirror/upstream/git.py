@@ -37,6 +37,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gomirror.coordination.singleflight import SingleFlight
 from gomirror.errors import NotFound, UpstreamError
 from gomirror.upstream.git_lock import RepoLock
 from gomirror.upstream.git_slots import FairSlots
@@ -87,6 +88,18 @@ def url_label(url: str) -> str:
     host = parsed.hostname or ""
     path = parsed.path.strip("/")
     return f"{host}/{path}" if host else path
+
+
+def _config_quote(value: str) -> str | None:
+    """value as a double-quoted git config value, or None if it needs ``git config`` itself."""
+    if any(c in value for c in "\n\r\x00") or not value.isprintable():
+        return None
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _has_password(url: str) -> bool:
+    userinfo, at, _ = urllib.parse.urlsplit(url).netloc.rpartition("@")
+    return bool(at) and ":" in userinfo
 
 
 def is_hex(s: str) -> bool:
@@ -335,7 +348,13 @@ class GitRepo:
         self._snapshot: RefSnapshot | None = None
         self._complete_for: RefSnapshot | None = None
         self._stat_cache: dict[str, RevInfo] = {}
+        self._stat_flights = SingleFlight()
+        self._file_flights = SingleFlight()
+        # Commits never change: a full hash once seen locally stays (hash, commit time).
+        self._commits: dict[str, tuple[str, int]] = {}
         self._file_cache: dict[tuple[str, str], bytes | None] = {}
+        self._created: tuple[int, int] | None = None  # objects signature when this made it
+        self._speculation: asyncio.Task[None] | None = None
 
     async def _git(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, bytes]:
         return await self.runner.run(args, git_dir=self.dir, ok_codes=ok_codes, key=self.key)
@@ -362,8 +381,17 @@ class GitRepo:
         for stale in [*parent.glob(f"{self.dir.name}.init-*"), self.dir]:
             await asyncio.to_thread(shutil.rmtree, stale, True)
         tmp = parent / f"{self.dir.name}.init-{os.getpid()}"
-        await self.runner.run(["init", "--bare", "--quiet", str(tmp)], key=self.key)
-        await self.runner.run(["config", "remote.origin.url", self.url], git_dir=tmp, key=self.key)
+        # No template: sample hooks and a description are of no use in a cache.
+        await self.runner.run(["init", "--bare", "--quiet", "--template=", str(tmp)], key=self.key)
+        quoted = _config_quote(self.url)
+        if quoted is None:
+            await self.runner.run(
+                ["config", "remote.origin.url", self.url], git_dir=tmp, key=self.key
+            )
+        else:  # one process less on the first question about a repository
+            with (tmp / "config").open("a", encoding="utf-8") as f:
+                f.write(f'[remote "origin"]\n\turl = {quoted}\n')
+        self._created = self._objects_signature_of(tmp)
         tmp.rename(self.dir)
 
     def _complete(self) -> bool:
@@ -378,15 +406,36 @@ class GitRepo:
             now = time.monotonic()
             if snap is not None and not fresh and now - snap.taken < self._refs_ttl:
                 return snap
-            await self._init()
             try:
-                _, out = await self._git("ls-remote", "-q", "--end-of-options", "origin")
+                out = await self._ls_remote()
             except GitError as exc:
                 raise _classify_remote_error(exc, self.url) from None
             snap = parse_ls_remote(out.decode("utf-8", "replace"), now)
             self._snapshot = snap
             self._stat_cache = {}
             return snap
+
+    async def _ls_remote(self) -> bytes:
+        """``git ls-remote`` of the remote; a new repository is created meanwhile.
+
+        The first question about a repository would otherwise wait for ``init``
+        and ``config`` before listing: with no repository yet the URL itself is
+        listed while they run, unless it carries a password (never on a command line).
+        """
+        if self._ready or (self.dir / "objects").is_dir() or _has_password(self.url):
+            await self._init()
+            _, out = await self._git("ls-remote", "-q", "--end-of-options", "origin")
+            return out
+        creating = asyncio.ensure_future(self._init())
+        try:
+            # GIT_DIR names the repository being created: git must not go looking
+            # for one above the working directory (it lists a URL fine without).
+            _, out = await self.runner.run(
+                ["ls-remote", "-q", "--end-of-options", self.url], git_dir=self.dir, key=self.key
+            )
+        finally:
+            await asyncio.shield(creating)
+        return out
 
     async def _local_refs(self) -> dict[str, str]:
         _, out = await self._git(
@@ -401,10 +450,32 @@ class GitRepo:
 
     # -- fetching --------------------------------------------------------------------
 
-    async def _fetch_commit(self, snap: RefSnapshot, ref: str, full: str, target: str) -> bool:
-        """Make target's commit local: fetch its ref alone, else everything. Report success."""
+    def _objects_signature(self) -> tuple[int, int]:
+        """What changes whenever a fetch lands: the pack directory's and shallow file's mtimes."""
+        return self._objects_signature_of(self.dir)
+
+    @staticmethod
+    def _objects_signature_of(repo: Path) -> tuple[int, int]:
+        sig = []
+        for path in (repo / "objects" / "pack", repo / "shallow"):
+            try:
+                sig.append(path.stat().st_mtime_ns)
+            except FileNotFoundError:
+                sig.append(0)
+        return sig[0], sig[1]
+
+    async def _fetch_commit(
+        self, snap: RefSnapshot, ref: str, full: str, target: str, seen: tuple[int, int]
+    ) -> bool:
+        """Make target's commit local: fetch its ref alone, else everything. Report success.
+
+        seen is the objects signature taken before target was found missing:
+        when it is unchanged under the lock, no fetch landed meanwhile and the
+        commit need not be looked up again (a coarse clock can hide a fetch:
+        the cost is one redundant fetch, never a wrong answer).
+        """
         async with self.lock.hold():
-            if await self._log1(target) is not None:
+            if self._objects_signature() != seen and await self._log1(target) is not None:
                 return True  # another task or process fetched it while we waited
             if ref and full:
                 # A ref the remote advertises, never a bare hash: commits that no
@@ -428,6 +499,42 @@ class GitRepo:
                         return True
             await self._fetch_all_locked(snap)
             return await self._log1(target) is not None
+
+    def speculate_tag(self, tag: str) -> None:
+        """Start fetching ``refs/tags/<tag>`` before ``ls-remote`` answers, for a new repository.
+
+        The first question about a repository that is not on disk yet is
+        nearly always for a tag: fetching it shallow while the refs are
+        listed saves a round trip to the remote. Nothing trusts the result:
+        the question is still answered from the listing, and a tag the remote
+        does not have just fails this fetch quietly.
+        """
+        if self._speculation is not None or self._ready or (self.dir / "objects").is_dir():
+            return
+        self._speculation = asyncio.ensure_future(self._speculate(tag))
+
+    async def _speculate(self, tag: str) -> None:
+        ref = f"refs/tags/{tag}"
+        try:
+            await self._init()
+            async with self.lock.hold():
+                if self._objects_signature() != self._created:
+                    return  # someone fetched already
+                code, _ = await self._git(
+                    *_FETCH_CONFIG, "fetch", "-q", "-f", "--depth=1", "--end-of-options",
+                    "origin", f"+{ref}:{ref}", ok_codes=(0, 1, 128),
+                )  # fmt: skip
+            log.debug("git speculative fetch", extra={"url": self.public_url, "code": code})
+        except (GitError, UpstreamError, OSError) as exc:
+            log.debug("git speculative fetch failed", extra={"url": self.public_url, "error": exc})
+
+    async def close(self) -> None:
+        """Stop a speculative fetch still running."""
+        task, self._speculation = self._speculation, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _ensure_complete(self, snap: RefSnapshot) -> None:
         """Fetch every branch and tag with full history, unless the repository has them."""
@@ -465,6 +572,9 @@ class GitRepo:
     # -- questions ---------------------------------------------------------------------
 
     async def _log1(self, rev: str) -> tuple[str, int] | None:
+        known = self._commits.get(rev)
+        if known is not None:
+            return known
         code, out = await self._git(
             "-c", "log.showsignature=false", "log", "--no-decorate", "-n1",
             "--format=format:%H %ct", "--end-of-options", rev, "--",
@@ -473,14 +583,24 @@ class GitRepo:
         fields = out.decode("ascii", "replace").split()
         if code != 0 or len(fields) < 2 or not is_hex(fields[0]):
             return None
-        return fields[0], int(fields[1])
+        found = fields[0], int(fields[1])
+        if len(self._commits) > 4096:
+            self._commits.clear()
+        self._commits[found[0]] = found
+        return found
 
     async def stat(self, rev: str) -> RevInfo:
-        """Resolve a tag, branch, ``HEAD`` or hash prefix to a commit (``git.go``'s stat)."""
+        """Resolve a tag, branch, ``HEAD`` or hash prefix to a commit (``git.go``'s stat).
+
+        Concurrent questions about one revision share one resolution.
+        """
         snap = await self.refs()
         cached = self._stat_cache.get(rev)
         if cached is not None:
             return cached
+        return await self._stat_flights.do(rev, lambda: self._stat(snap, rev))
+
+    async def _stat(self, snap: RefSnapshot, rev: str) -> RevInfo:
         ref = ""
         target = rev
         hexlen = 64 if snap.sha256 else 40
@@ -503,8 +623,10 @@ class GitRepo:
         else:
             raise NotFound(f"unknown revision {rev}")
         full = target if len(target) == hexlen else ""
-        logged = await self._log1(target)
-        if logged is None and await self._fetch_commit(snap, ref, full, target):
+        seen = self._objects_signature()
+        # A repository this process created and nothing fetched into yet has no commits.
+        logged = None if seen == self._created else await self._log1(target)
+        if logged is None and await self._fetch_commit(snap, ref, full, target, seen):
             logged = await self._log1(target)
         if logged is None:
             raise NotFound(f"unknown revision {rev}")
@@ -532,6 +654,12 @@ class GitRepo:
         key = (commit, file)
         if key in self._file_cache:
             return self._file_cache[key]
+        return await self._file_flights.do(
+            f"{commit}:{file}", lambda: self._read_file(commit, file)
+        )
+
+    async def _read_file(self, commit: str, file: str) -> bytes | None:
+        key = (commit, file)
         code, out = await self._git(
             "cat-file", "--end-of-options", "blob", f"{commit}:{file}", ok_codes=(0, 128)
         )

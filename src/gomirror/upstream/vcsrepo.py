@@ -15,6 +15,7 @@ Every "this version does not exist or is not valid" outcome raises
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import posixpath
 import zipfile
@@ -48,6 +49,7 @@ class ArchiveFile:
     kind: str  # "regular" | "symlink" | "other"
     member: str = ""  # name inside the archive ("" when data is set)
     data: bytes | None = None
+    stored_at: int = -1  # local header offset of a stored (uncompressed) member, else -1
 
 
 def _has_path_prefix(s: str, prefix: str) -> bool:
@@ -199,8 +201,11 @@ class CodeRepo:
         """Resolve any query to a canonical version (``codeRepo.Stat``)."""
         if rev == "latest":
             return await self.latest()
+        tag = self._rev_to_rev(rev)
+        if semver.is_valid(rev) and not pseudo.is_pseudo_version(rev):
+            self.git.speculate_tag(tag)
         try:
-            info = await self.git.stat(self._rev_to_rev(rev))
+            info = await self.git.stat(tag)
         except NotFound as exc:
             raise self._invalid(rev, str(exc)) from None
         return await self._convert(info, rev)
@@ -458,7 +463,7 @@ class CodeRepo:
         except NotFound as exc:
             raise self._invalid(version, str(exc)) from None
         await self.git.archive(commit, subdir, dst)
-        files = _read_archive(dst, subdir)
+        files = await asyncio.to_thread(_read_archive, dst, subdir)
         if subdir and not any(f.path == "LICENSE" for f in files):
             data = await self.git.read_file(commit, "LICENSE")
             if data is not None:
@@ -491,5 +496,14 @@ def _read_archive(archive: Path, subdir: str) -> list[ArchiveFile]:
             if zi.create_system == 3 and mode & _S_IFMT:
                 fmt = mode & _S_IFMT
                 kind = "regular" if fmt == _S_IFREG else "symlink" if fmt == _S_IFLNK else "other"
-            files.append(ArchiveFile(path=name, size=zi.file_size, kind=kind, member=zi.filename))
+            stored = zi.compress_type == zipfile.ZIP_STORED and zi.compress_size == zi.file_size
+            files.append(
+                ArchiveFile(
+                    path=name,
+                    size=zi.file_size,
+                    kind=kind,
+                    member=zi.filename,
+                    stored_at=zi.header_offset if stored else -1,
+                )
+            )
     return files
