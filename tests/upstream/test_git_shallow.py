@@ -21,7 +21,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -33,6 +35,7 @@ from support.gitrepos import GIT, GitWorld, RepoBuilder
 
 M = "github.com/acme/deep"
 SRC = Path(__file__).resolve().parents[2] / "src"
+T = TypeVar("T")
 
 
 def logging_git(tmp: Path) -> tuple[Path, Path]:
@@ -88,6 +91,21 @@ def direct(world: GitWorld, tmp: Path, git: Path, prebuild_zips: int = 8) -> Dir
         prebuild_zips=prebuild_zips,
     )
     return DirectUpstream(cfg)
+
+
+def with_direct(
+    world: GitWorld, tmp: Path, git: Path, work: Callable[[DirectUpstream], Awaitable[T]]
+) -> T:
+    """Run work against a new DirectUpstream (no prebuilt zips) and close it."""
+
+    async def body() -> T:
+        up = direct(world, tmp, git, prebuild_zips=0)
+        try:
+            return await work(up)
+        finally:
+            await up.close()
+
+    return asyncio.run(body())
 
 
 def cache_repo(tmp: Path) -> Path:
@@ -277,18 +295,12 @@ def test_one_tag_asked_three_ways_at_once_runs_each_git_question_once(
     """.info, .mod and .zip of the newest tag at once: one resolution, one fetch, one read."""
     git, log = logging_git(tmp_path)
 
-    async def body() -> None:
-        up = direct(world, tmp_path, git, prebuild_zips=0)
-        try:
-            await asyncio.gather(
-                up.info(M, "v1.1.0"),
-                up.mod(M, "v1.1.0"),
-                up.zip(M, "v1.1.0", tmp_path / "z.zip"),
-            )
-        finally:
-            await up.close()
+    async def three_ways(up: DirectUpstream) -> None:
+        await asyncio.gather(
+            up.info(M, "v1.1.0"), up.mod(M, "v1.1.0"), up.zip(M, "v1.1.0", tmp_path / "z.zip")
+        )
 
-    asyncio.run(body())
+    with_direct(world, tmp_path, git, three_ways)
     lines = log.read_text().splitlines()
     verbs = ["log" if " log " in f" {line} " else line.split()[0] for line in lines]
     assert verbs.count("ls-remote") == 1
@@ -326,14 +338,10 @@ def test_a_new_repository_fetches_the_tag_while_listing_refs(
     """The first .info of a tag starts its shallow fetch before ls-remote has answered."""
     git, log = _gated_git(tmp_path)
 
-    async def body() -> str:
-        up = direct(world, tmp_path, git, prebuild_zips=0)
-        try:
-            return str(json.loads((await up.info(M, "v1.1.0")).body)["Version"])
-        finally:
-            await up.close()
+    async def version(up: DirectUpstream) -> str:
+        return str(json.loads((await up.info(M, "v1.1.0")).body)["Version"])
 
-    assert asyncio.run(body()) == "v1.1.0"
+    assert with_direct(world, tmp_path, git, version) == "v1.1.0"
     lines = log.read_text().splitlines()
     assert "ls-remote gave up waiting" not in lines
     [fetch] = fetches(log)  # the speculative fetch was the only one needed
@@ -346,15 +354,11 @@ def test_a_speculative_fetch_of_a_missing_tag_changes_nothing(
 ) -> None:
     git, log = logging_git(tmp_path)
 
-    async def body() -> None:
-        up = direct(world, tmp_path, git, prebuild_zips=0)
-        try:
-            with pytest.raises(NotFound, match=r"v9\.9\.9"):
-                await up.info(M, "v9.9.9")
-            assert json.loads((await up.info(M, "v1.0.0")).body)["Version"] == "v1.0.0"
-        finally:
-            await up.close()
+    async def missing_then_present(up: DirectUpstream) -> None:
+        with pytest.raises(NotFound, match=r"v9\.9\.9"):
+            await up.info(M, "v9.9.9")
+        assert json.loads((await up.info(M, "v1.0.0")).body)["Version"] == "v1.0.0"
 
-    asyncio.run(body())
+    with_direct(world, tmp_path, git, missing_then_present)
     assert local_commits(cache_repo(tmp_path)) >= 1
     assert next(f.split()[-1] for f in fetches(log)) == "+refs/tags/v9.9.9:refs/tags/v9.9.9"

@@ -391,6 +391,34 @@ def test_fastest_asks_the_fast_mirror_first_once_the_slow_one_is_measured(
     assert b.count(INFO) == 2
 
 
+MOD = f"/{M}/@v/{V}.mod"
+LIST = f"/{M}/@v/list"
+
+
+def test_a_burst_of_version_fetches_is_spread_over_the_mirrors(
+    sims: list[UpstreamSimulator], tmp_path: Path
+) -> None:
+    """fastest: 10 concurrent .mod fetches go half to each mirror; lists stay on the first."""
+    a, b, _ = sims
+    for path in (MOD, LIST):
+        for sim in (a, b):
+            sim.add_fault(path, latency=0.2)  # every request is still running when the next starts
+
+    async def main() -> None:
+        async with rig(tmp_path) as r:
+            fastest = r.chain(links(r, a, b), make_policy("fastest"))
+            answers = await asyncio.gather(*(fastest.mod(M, V) for _ in range(10)))
+            assert {f.body for f in answers} == {answers[0].body}
+            await asyncio.gather(*(fastest.list(M) for _ in range(6)))
+            go = r.chain(links(r, a, b), make_policy("go"))
+            await asyncio.gather(*(go.mod(M, V) for _ in range(4)))
+
+    run(main())
+    assert (a.count(MOD), b.count(MOD)) == (5 + 4, 5)
+    # Lists are not spread: all on whichever mirror ranks first (their latencies are measured now).
+    assert sorted((a.count(LIST), b.count(LIST))) == [0, 6]
+
+
 # --- hedged ------------------------------------------------------------------------------
 
 

@@ -262,3 +262,25 @@ def test_hedged_never_hedges_from_a_keyword() -> None:
     policy = HedgedPolicy()
     assert policy.hedge_delay(direct(), "zip", HealthBook()) is None
     assert policy.hedge_delay(off(), "small", HealthBook()) is None
+
+
+@pytest.mark.parametrize("name", ["fastest", "hedged"])
+def test_load_spreads_version_content_over_trusted_mirrors(name: str) -> None:
+    """With requests in flight, the expected wait (score x (1 + in flight)) ranks mirrors."""
+    policy = make_policy(name)
+    health = HealthBook()
+    health.get("a").record_success("small", 0.1)
+    health.get("b").record_success("small", 0.2)
+    links = [mirror("a"), mirror("b"), direct()]
+    assert names(policy.order(links, health, {})) == ["a", "b", "direct"]
+    assert names(policy.order(links, health, {"a": 1})) == ["a", "b", "direct"]  # 0.2 = 0.2: list
+    assert names(policy.order(links, health, {"a": 2})) == ["b", "a", "direct"]  # 0.3 > 0.2
+    # Load never lifts a lagging or untrusted mirror above a current, trusted one.
+    health.get("b").mark_untrusted("checksum mismatch")
+    assert names(policy.order(links, health, {"a": 50})) == ["a", "b", "direct"]
+
+
+@pytest.mark.parametrize("policy", [GoPolicy(), FailoverPolicy()], ids=["go", "failover"])
+def test_list_order_policies_ignore_load(policy: Policy) -> None:
+    links = [mirror("a"), mirror("b")]
+    assert names(policy.order(links, HealthBook(), {"a": 100})) == ["a", "b"]

@@ -10,6 +10,12 @@ zips their temp files are removed. After an error the policy decides whether
 the next link may be asked (``falls_through``); a checksum-database failure or
 ``off`` ends the walk, since no other mirror can help.
 
+The chain counts the requests it has in flight per mirror. For a version's
+``.mod`` and ``.zip`` (immutable, and checked against the checksum database
+above the chain) it passes those counts to the policy, which may spread a
+burst over equally trusted mirrors (see ``policy``); lists, ``@latest`` and
+``.info`` always follow the plain order, since mirrors may disagree on them.
+
 Each attempt is a task with its own arguments and, for zips, its own temp file
 ``<dst>.<n>``: attempts running side by side share nothing. When everything
 fails, the error reported is chosen as the go command chooses it
@@ -89,6 +95,7 @@ class Chain:
         self.health = health or HealthBook()
         self._hedges = hedges
         self._name = name
+        self._in_flight: dict[str, int] = {}
 
     @property
     def name(self) -> str:
@@ -111,7 +118,10 @@ class Chain:
 
     async def mod(self, module: str, version: str) -> Fetched:
         return await self._run(
-            f"{module}@{version}.mod", "small", lambda up, _n, _fb: up.mod(module, version)
+            f"{module}@{version}.mod",
+            "small",
+            lambda up, _n, _fb: up.mod(module, version),
+            spread=True,
         )
 
     async def zip(
@@ -135,7 +145,7 @@ class Chain:
         started: list[int] = []
         try:
             fetched, n = await self._run_indexed(
-                f"{module}@{version}.zip", "zip", call, started.append
+                f"{module}@{version}.zip", "zip", call, started.append, spread=True
             )
             attempt_path(n).replace(dst)
             return fetched
@@ -150,8 +160,8 @@ class Chain:
 
     # --- the walk ----------------------------------------------------------
 
-    async def _run(self, what: str, kind: OpKind, call: Call) -> Fetched:
-        fetched, _ = await self._run_indexed(what, kind, call, None)
+    async def _run(self, what: str, kind: OpKind, call: Call, *, spread: bool = False) -> Fetched:
+        fetched, _ = await self._run_indexed(what, kind, call, None, spread=spread)
         return fetched
 
     async def _run_indexed(
@@ -160,9 +170,12 @@ class Chain:
         kind: OpKind,
         call: Call,
         on_start: Callable[[int], None] | None,
+        *,
+        spread: bool = False,
     ) -> tuple[Fetched, int]:
+        """Walk the links for one request; spread: a version's .mod or .zip (see policy.order)."""
         policy, health = self.policy, self.health
-        ordered = policy.order(self.links, health)
+        ordered = policy.order(self.links, health, self._in_flight if spread else None)
         mirrors = [lk for lk in ordered if not lk.is_keyword]
         every_mirror_down = bool(mirrors) and all(
             health.get(lk.upstream.name).down for lk in mirrors
@@ -199,6 +212,7 @@ class Chain:
                         holder[0].first_byte = True
 
                 task = asyncio.ensure_future(call(link.upstream, n, first_byte))
+                self._count_in_flight(link.upstream.name, task)
                 holder.append(_Attempt(link, n, task, hedge))
                 running[task] = holder[0]
                 if hedge and self._hedges is not None:
@@ -241,6 +255,22 @@ class Chain:
         finally:
             await _cancel_all(running)
         raise self._final_error(what, attempts)
+
+    def _count_in_flight(self, name: str, task: asyncio.Task[Fetched]) -> None:
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+
+        def done(_: asyncio.Task[Fetched]) -> None:
+            left = self._in_flight.get(name, 1) - 1
+            if left > 0:
+                self._in_flight[name] = left
+            else:
+                self._in_flight.pop(name, None)
+
+        task.add_done_callback(done)
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests running now, per upstream (every kind of request counts)."""
+        return dict(self._in_flight)
 
     def _hedge_timeout(
         self,

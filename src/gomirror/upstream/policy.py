@@ -6,7 +6,13 @@ A policy answers three questions and owns no state of its own:
   mirrors by score; ``direct`` and ``off`` always stay where the list put them,
   at its end; mirrors the monitor saw lagging go after current ones, so a new
   tag is served as soon as any trusted mirror has it, and untrusted mirrors
-  go last);
+  go last). When the chain passes ``load`` (requests it has in flight per
+  mirror, given only for a version's ``.mod`` and ``.zip``: immutable bytes,
+  the same on every honest mirror and checked against the checksum
+  database), health-aware policies rank by expected wait, score × (1 +
+  requests in flight), so a burst of fetches (prediction, a CI fleet) is
+  spread over the equally trusted mirrors instead of queueing on one; ``go``
+  and ``failover`` keep the list's order, which is their contract;
 - ``falls_through``: after this error from this link, may the next one be asked;
 - ``hedge_delay``: how long to wait for this link's first byte before starting
   the next one as well (``None``: never run two at once).
@@ -23,7 +29,7 @@ gomirror's checks always falls through, whatever the policy or separator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,7 +65,9 @@ class Policy(Protocol):
     @property
     def max_parallel(self) -> int: ...
 
-    def order(self, links: Sequence[Link], health: HealthBook) -> list[Link]: ...
+    def order(
+        self, links: Sequence[Link], health: HealthBook, load: Mapping[str, int] | None = None
+    ) -> list[Link]: ...
 
     def falls_through(self, link: Link, err: GomirrorError) -> bool: ...
 
@@ -96,7 +104,9 @@ class GoPolicy:
     name = "go"
     max_parallel = 1
 
-    def order(self, links: Sequence[Link], health: HealthBook) -> list[Link]:
+    def order(
+        self, links: Sequence[Link], health: HealthBook, load: Mapping[str, int] | None = None
+    ) -> list[Link]:
         return _trusted_first(links, health)
 
     def falls_through(self, link: Link, err: GomirrorError) -> bool:
@@ -120,14 +130,17 @@ class FastestPolicy(FailoverPolicy):
 
     name = "fastest"
 
-    def order(self, links: Sequence[Link], health: HealthBook) -> list[Link]:
+    def order(
+        self, links: Sequence[Link], health: HealthBook, load: Mapping[str, int] | None = None
+    ) -> list[Link]:
         mirrors, tail = _split(links)
         position = {id(lk): i for i, lk in enumerate(mirrors)}
+        busy = load or {}
         ranked = sorted(
             mirrors,
             key=lambda lk: (
                 _rank(lk, health),
-                health.get(lk.upstream.name).score(),
+                health.get(lk.upstream.name).score() * (1 + busy.get(lk.upstream.name, 0)),
                 position[id(lk)],
             ),
         )
