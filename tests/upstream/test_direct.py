@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
+import os
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -269,3 +271,26 @@ def test_go_get_end_to_end(world: GitWorld, repo: RepoBuilder, tmp_path: Path) -
     listed, mod_error = asyncio.run(serve(pages, body))
     assert listed == b"v1.0.0\n"
     assert "module proxy https://proxy.example.test" in mod_error
+
+
+def test_temp_files_of_a_dead_process_are_swept_at_start(tmp_path: Path) -> None:
+    """kill -9 during a zip build leaves its archive behind; the next start removes it."""
+    tmp_root = tmp_path / "cache" / "tmp"
+    dead = tmp_root / "host-99999-deadbeef"
+    (dead / "archive-x").mkdir(parents=True)
+    (dead / "archive-x" / "archive.zip").write_bytes(b"PK" * 1000)
+    (dead / ".owner").touch()  # nobody holds its lock: the owner is gone
+    alive = tmp_root / "host-1-cafebabe"
+    (alive / "prebuilt-y").mkdir(parents=True)
+    fd = os.open(alive / ".owner", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live worker sharing the cache
+    try:
+        up = DirectUpstream(DirectConfig(cache_dir=tmp_path / "cache"))
+        assert not dead.exists()
+        assert (alive / "prebuilt-y").is_dir()
+        own = [p for p in tmp_root.iterdir() if p not in (alive,)]
+        assert len(own) == 1 and (own[0] / ".owner").exists()
+        asyncio.run(up.close())
+        assert not own[0].exists()  # a clean stop removes its own directory
+    finally:
+        os.close(fd)

@@ -25,7 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gomirror.app import build
-from gomirror.cli.common import add_config_options, config_from_args
+from gomirror.cli.common import (
+    add_config_options,
+    add_jobs_and_json,
+    config_from_args,
+    jobs_from_args,
+)
 from gomirror.cli.tooling import console, human_bytes, progress_console, say, tool_logging
 from gomirror.config import Config
 from gomirror.errors import ConfigError
@@ -61,14 +66,7 @@ def add_parser(sub: Any) -> None:
         metavar="URL",
         help="warm a running gomirror (or any GOPROXY) at URL instead of the local cache",
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=DEFAULT_JOBS,
-        metavar="N",
-        help=f"files fetched at once (default {DEFAULT_JOBS})",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_jobs_and_json(p, DEFAULT_JOBS, "files fetched", "one JSON object")
     add_config_options(p, "prefetch")
     p.set_defaults(run=run)
 
@@ -76,12 +74,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     tool_logging(args, config)
-    if args.jobs < 1:
-        raise ConfigError("invalid --jobs: must be at least 1")
+    jobs = jobs_from_args(args)
     if args.server and not args.server.startswith(("http://", "https://")):
         raise ConfigError(f"invalid --server {args.server!r}: give http://HOST:PORT")
     inputs = load_inputs(list(args.targets) or [Path.cwd()])
-    report = asyncio.run(_run(config, inputs, args.server, args.jobs))
+    report = asyncio.run(_run(config, inputs, args.server, jobs))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -41,7 +41,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gomirror.cli.common import add_config_options, config_from_args
+from gomirror.cli.common import (
+    add_config_options,
+    add_jobs_and_json,
+    config_from_args,
+    jobs_from_args,
+)
 from gomirror.cli.tooling import (
     console,
     human_bytes,
@@ -120,14 +125,7 @@ def add_parser(sub: Any) -> None:
         metavar="DURATION",
         help=f"--watch: time between passes (default {DEFAULT_INTERVAL:.0f}s)",
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=DEFAULT_JOBS,
-        metavar="N",
-        help=f"files copied at once (default {DEFAULT_JOBS})",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_jobs_and_json(p, DEFAULT_JOBS, "files copied", "a JSON summary")
     add_config_options(p, "replicate")
     p.set_defaults(run=run)
 
@@ -135,8 +133,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     tool_logging(args, config)
-    if args.jobs < 1:
-        raise ConfigError("invalid --jobs: must be at least 1")
+    jobs_from_args(args)  # refused here, before anything is opened
     interval = parse_duration(args.interval, "--interval")
     if interval <= 0:
         raise ConfigError("invalid --interval: must be more than 0")

@@ -44,6 +44,7 @@ from typing import Any, BinaryIO
 from gomirror.errors import InvalidContent, NotFound
 from gomirror.module import info as modinfo
 from gomirror.module import modzip, paths, pseudo
+from gomirror.storage.tempfiles import TempArea
 from gomirror.upstream.base import Checked, Fetched, FirstByte
 from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
@@ -118,9 +119,10 @@ class DirectUpstream:
         self._repos: dict[str, GitRepo] = {}
         # (module, version, commit) -> what writing its zip established, for the verifier.
         self._built: OrderedDict[tuple[str, str, str], Checked] = OrderedDict()
-        self._prebuilt = ZipPrebuilder(
-            config.cache_dir / "tmp", self._prebuild, limit=config.prebuild_zips
-        )
+        # Archives and zips being built live in this process's own temp directory;
+        # those of dead processes (kill -9 mid-build) are swept here, at start-up.
+        self._temp = TempArea(config.cache_dir / "tmp")
+        self._prebuilt = ZipPrebuilder(self._temp.dir, self._prebuild, limit=config.prebuild_zips)
 
     @property
     def name(self) -> str:
@@ -128,11 +130,12 @@ class DirectUpstream:
         return "direct"
 
     async def close(self) -> None:
-        """Close the discovery HTTP session and drop unclaimed prebuilt zips."""
+        """Close the discovery HTTP session, drop unclaimed prebuilt zips, remove the temp directory."""
         await self._prebuilt.close()
         await self._discoverer.close()
         for repo in self._repos.values():
             await repo.close()
+        await asyncio.to_thread(self._temp.close)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -233,9 +236,7 @@ class DirectUpstream:
 
     async def _build_zip(self, code: CodeRepo, module: str, version: str, dst: Path) -> str:
         """Archive version's tree and write the module zip to dst; return the commit."""
-        tmp_root = self.config.cache_dir / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="archive-", dir=tmp_root))
+        tmp = Path(tempfile.mkdtemp(prefix="archive-", dir=self._temp.dir))
         try:
             commit, files, archive = await code.archive_files(version, tmp / "archive.zip")
             result = await asyncio.to_thread(_create, dst, module, version, files, archive)
