@@ -100,6 +100,8 @@ class ZipFile:
     opener: Callable[[], BinaryIO] = field(repr=False)
     kind: FileKind = FileKind.REGULAR
     data: bytes | memoryview | None = field(default=None, repr=False)  # the content, if in memory
+    # (sha256 hex, compressed entry) computed beforehand, e.g. while the content streamed in
+    packed: Callable[[], tuple[str, Packed]] | None = field(default=None, repr=False)
 
     def open(self) -> BinaryIO:
         """Open the content for reading (the caller closes it)."""
@@ -409,7 +411,7 @@ class _Packer:
         self._window = 2 * workers
         self._batch: list[tuple[str, bytes | memoryview]] = []
         self._batch_bytes = 0
-        self._inflight: deque[Future[list[tuple[str, str, Packed]]]] = deque()
+        self._inflight: deque[Future[list[tuple[str, str, Packed]]] | _Ready] = deque()
 
     def __enter__(self) -> _Packer:
         return self
@@ -431,6 +433,22 @@ class _Packer:
         if self._batch_bytes >= _BATCH:
             self._submit()
 
+    def add_ready(self, name: str, size: int, packed: Callable[[], tuple[str, Packed]]) -> None:
+        """Add an entry hashed and compressed elsewhere; it is written in its turn."""
+
+        def check() -> list[tuple[str, str, Packed]]:
+            digest, entry = packed()
+            if entry.size != size:
+                raise ZipError(f"file {go_quote(name)} is not its declared size")
+            return [(name, digest, entry)]
+
+        if self._pool is None:
+            self._write(check())
+            return
+        self._submit()
+        self._inflight.append(_Ready(check))
+        self._drain_window()
+
     def drain(self) -> None:
         """Write every entry added so far."""
         self._submit()
@@ -442,6 +460,9 @@ class _Packer:
             return
         self._inflight.append(self._pool.submit(_pack_batch, self._batch))
         self._batch, self._batch_bytes = [], 0
+        self._drain_window()
+
+    def _drain_window(self) -> None:
         while len(self._inflight) > self._window:
             self._write(self._inflight.popleft().result())
 
@@ -449,6 +470,13 @@ class _Packer:
         for name, digest, packed in done:
             self._digests[name] = digest
             self._zw.add_packed(name, packed)
+
+
+class _Ready:
+    """An entry packed elsewhere, queued among the pool's batches so output keeps input order."""
+
+    def __init__(self, get: Callable[[], list[tuple[str, str, Packed]]]) -> None:
+        self.result = get
 
 
 def _pack_batch(items: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, str, Packed]]:
@@ -491,6 +519,9 @@ def create_zip(dst: BinaryIO, module: str, version: str, files: Sequence[ZipFile
     with _Packer(zw, digests, workers) as packer:
         for f in valid:
             name = prefix + f.path
+            if f.packed is not None:
+                packer.add_ready(name, f.size, f.packed)
+                continue
             data = f.data
             if data is None and f.size <= _READ_WHOLE:
                 with f.open() as r:

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import io
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,6 +47,7 @@ from gomirror.errors import InvalidContent, NotFound
 from gomirror.module import info as modinfo
 from gomirror.module import modzip, paths, pseudo
 from gomirror.storage.tempfiles import TempArea
+from gomirror.upstream import archivestream
 from gomirror.upstream.base import Checked, Fetched, FirstByte
 from gomirror.upstream.discovery import Discoverer, DiscoverySettings, RepoRoot, RepoRule
 from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, redact_url
@@ -52,6 +55,7 @@ from gomirror.upstream.git_prebuild import ZipPrebuilder
 from gomirror.upstream.vcsrepo import ArchiveFile, CodeRepo, Resolved
 
 log = logging.getLogger(__name__)
+PACKERS = 4  # threads hashing and compressing streamed archives, at most (and at most the cores)
 MAX_BUILT_FACTS = 64  # zips built but not yet asked for (prebuilt ones wait at most a minute)
 
 
@@ -122,6 +126,8 @@ class DirectUpstream:
         # Archives and zips being built live in this process's own temp directory;
         # those of dead processes (kill -9 mid-build) are swept here, at start-up.
         self._temp = TempArea(config.cache_dir / "tmp")
+        self._readers: ThreadPoolExecutor | None = None  # read git archives as they stream
+        self._packers: ThreadPoolExecutor | None = None  # hash and compress what they carry
         self._prebuilt = ZipPrebuilder(self._temp.dir, self._prebuild, limit=config.prebuild_zips)
 
     @property
@@ -136,6 +142,9 @@ class DirectUpstream:
         for repo in self._repos.values():
             await repo.close()
         await asyncio.to_thread(self._temp.close)
+        for pool in (self._readers, self._packers):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -234,22 +243,81 @@ class DirectUpstream:
         code, _ = await self._code(module)
         return await self._build_zip(code, module, version, dst)
 
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        """(readers, packers): a thread per git archive being read, and the packing threads."""
+        if self._readers is None or self._packers is None:
+            readers = max(1, self.config.max_git_processes)
+            self._readers = ThreadPoolExecutor(readers, thread_name_prefix="zip-read")
+            workers = min(PACKERS, os.cpu_count() or 1)
+            self._packers = ThreadPoolExecutor(workers, thread_name_prefix="zip-pack")
+        return self._readers, self._packers
+
     async def _build_zip(self, code: CodeRepo, module: str, version: str, dst: Path) -> str:
-        """Archive version's tree and write the module zip to dst; return the commit."""
+        """Archive version's tree and write the module zip to dst; return the commit.
+
+        First as a stream (files hashed and compressed while git still
+        writes the archive); an archive the stream reader does not handle
+        (``archivestream.Unstreamable``) is written to a file and read from there.
+        """
+        readers, pool = self._pools()
+        try:
+            commit, files = await code.archive_stream(
+                version,
+                lambda f, subdir: archivestream.read_members(
+                    f, subdir, pool, archivestream.STREAM_LIMIT
+                ),
+                readers,
+            )
+        except archivestream.Unstreamable as exc:
+            log.debug("direct zip from a file", extra={"mod_path": module, "reason": str(exc)})
+        else:
+            result = await asyncio.to_thread(_create_streamed, dst, module, version, files)
+            self._remember_built(module, version, commit, result, dst)
+            return commit
         tmp = Path(tempfile.mkdtemp(prefix="archive-", dir=self._temp.dir))
         try:
             commit, files, archive = await code.archive_files(version, tmp / "archive.zip")
             result = await asyncio.to_thread(_create, dst, module, version, files, archive)
-            size = (await asyncio.to_thread(dst.stat)).st_size
-            self._built[(module, version, commit)] = Checked(result.h1, {}, size, result.files)
-            while len(self._built) > MAX_BUILT_FACTS:
-                self._built.popitem(last=False)
-            log.info(
-                "direct zip built", extra={"mod_path": module, "version": version, "h1": result.h1}
-            )
+            self._remember_built(module, version, commit, result, dst)
         finally:
             await asyncio.to_thread(shutil.rmtree, tmp, True)
         return commit
+
+    def _remember_built(
+        self, module: str, version: str, commit: str, result: modzip.CreateResult, dst: Path
+    ) -> None:
+        """Keep what writing dst established (its h1:, size, entries) for the verifier."""
+        size = dst.stat().st_size
+        self._built[(module, version, commit)] = Checked(result.h1, {}, size, result.files)
+        while len(self._built) > MAX_BUILT_FACTS:
+            self._built.popitem(last=False)
+        log.info(
+            "direct zip built", extra={"mod_path": module, "version": version, "h1": result.h1}
+        )
+
+
+def _create_streamed(
+    dst: Path, module: str, version: str, files: list[ArchiveFile]
+) -> modzip.CreateResult:
+    """Run create_zip over files packed while the archive streamed (in a worker thread)."""
+
+    def opener(f: ArchiveFile) -> modzip.ZipFile:
+        kind = modzip.FileKind(f.kind)
+        data = f.data
+
+        def unread() -> BinaryIO:  # only go.mod (kept) and added files are ever read
+            if data is None:
+                raise InvalidContent(f"{f.path}: content not kept")
+            return io.BytesIO(data)
+
+        return modzip.ZipFile(f.path, f.size, unread, kind, data, packed=f.packed)
+
+    try:
+        with dst.open("wb") as out:
+            return modzip.create_zip(out, module, version, [opener(f) for f in files])
+    except InvalidContent as exc:
+        dst.unlink(missing_ok=True)
+        raise NotFound(f"{module}@{version}: create zip: {exc}") from None
 
 
 def _create(

@@ -34,8 +34,10 @@ import shutil
 import signal
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from gomirror.coordination.singleflight import SingleFlight
 from gomirror.errors import NotFound, UpstreamError
@@ -43,6 +45,7 @@ from gomirror.upstream.git_lock import RepoLock
 from gomirror.upstream.git_slots import FairSlots
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/@\s]*@")
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
@@ -251,59 +254,97 @@ class GitRunner:
         git_dir: Path | None = None,
         cwd: Path | None = None,
         stdout_path: Path | None = None,
+        stdout_fd: int | None = None,
+        on_spawn: Callable[[], None] | None = None,
         ok_codes: tuple[int, ...] = (0,),
         key: str = "",
     ) -> tuple[int, bytes]:
         """Run ``git args``; return (exit code, stdout) or raise GitError / UpstreamError.
 
         key names the repository the command works for: process slots are
-        shared fairly between keys (``git_slots.FairSlots``).
+        shared fairly between keys (``git_slots.FairSlots``). stdout_fd, when
+        given, is where the child writes its output (a pipe's write end, say);
+        it is closed here once the child has it, or on any failure to start.
+        on_spawn is called once the child runs (it then holds a slot).
         """
         env = dict(self._env)
         if git_dir is not None:
             env["GIT_DIR"] = str(git_dir)
-        async with self.slots.slot(key):
-            started = time.monotonic()
-            out_fd = -1
-            if stdout_path is not None:
-                out_fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    self.settings.git_binary,
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out_fd if out_fd >= 0 else asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env=env,
-                    cwd=str(cwd) if cwd else None,
-                    start_new_session=True,
+        out_fd = stdout_fd
+        try:
+            async with self.slots.slot(key):
+                started = time.monotonic()
+                if stdout_path is not None:
+                    out_fd = os.open(stdout_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        self.settings.git_binary,
+                        *args,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=out_fd if out_fd is not None else asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        env=env,
+                        cwd=str(cwd) if cwd else None,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    raise UpstreamError(f"cannot run git: {exc.strerror}") from None
+                finally:
+                    if out_fd is not None:
+                        os.close(out_fd)  # the child has its own copy
+                        out_fd = None
+                if on_spawn is not None:
+                    on_spawn()
+                code, out, err = await self._wait(proc, args)
+                log.debug(
+                    "git run",
+                    extra={"cmd": args[0], "code": code, "duration": time.monotonic() - started},
                 )
-            except OSError as exc:
-                raise UpstreamError(f"cannot run git: {exc.strerror}") from None
-            finally:
-                if out_fd >= 0:
-                    os.close(out_fd)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
-            except (TimeoutError, asyncio.CancelledError) as exc:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError, asyncio.CancelledError):
-                    await proc.wait()
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                log.warning("git timeout", extra={"cmd": args[0], "timeout": self.settings.timeout})
-                raise UpstreamError(
-                    f"git {args[0]} timed out after {self.settings.timeout:g}s"
-                ) from None
-            code = proc.returncode if proc.returncode is not None else -1
-            log.debug(
-                "git run",
-                extra={"cmd": args[0], "code": code, "duration": time.monotonic() - started},
-            )
+        finally:
+            if out_fd is not None:  # never started (cancelled waiting for a slot)
+                os.close(out_fd)
         if code not in ok_codes:
             raise GitError(args, code, self.sanitize((err or b"").decode("utf-8", "replace")))
         return code, out or b""
+
+    async def _wait(
+        self, proc: asyncio.subprocess.Process, args: Sequence[str]
+    ) -> tuple[int, bytes | None, bytes | None]:
+        """Wait for proc within the timeout; kill its process group on timeout or cancellation."""
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, asyncio.CancelledError):
+                await proc.wait()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.warning("git timeout", extra={"cmd": args[0], "timeout": self.settings.timeout})
+            raise UpstreamError(
+                f"git {args[0]} timed out after {self.settings.timeout:g}s"
+            ) from None
+        code = proc.returncode if proc.returncode is not None else -1
+        return code, out, err
+
+
+async def _reader_outcome(started: list[asyncio.Future[T]], read_fd: int) -> BaseException | None:
+    """Wait for an archive reader to end (git is gone); its exception, if any."""
+    if not started:
+        os.close(read_fd)  # git never ran: nobody reads
+        return None
+    [outcome] = await asyncio.gather(asyncio.shield(started[0]), return_exceptions=True)
+    return outcome if isinstance(outcome, BaseException) else None
+
+
+class StopReading(Exception):
+    """Raised by an :meth:`GitRepo.archive_to` consumer that stops reading on purpose."""
+
+
+def _archive_error(exc: GitError, commit: str, subdir: str) -> Exception:
+    if "did not match any files" in exc.stderr:
+        return NotFound(f"directory {subdir} not found at {commit[:12]}")
+    return UpstreamError(f"git archive failed: {exc.stderr.strip()[:200]}")
 
 
 def _classify_remote_error(exc: GitError, url: str) -> Exception:
@@ -710,6 +751,57 @@ class GitRepo:
 
     async def archive(self, commit: str, subdir: str, dst: Path) -> None:
         """Write ``git archive --format=zip -0 --prefix=prefix/ commit [subdir]`` into dst."""
+        args = await self._archive_args(commit, subdir)
+        try:
+            await self.runner.run(args, git_dir=self.dir, stdout_path=dst, key=self.key)
+        except GitError as exc:
+            raise _archive_error(exc, commit, subdir) from None
+
+    async def archive_to(
+        self,
+        commit: str,
+        subdir: str,
+        consume: Callable[[BinaryIO], T],
+        executor: Executor | None = None,
+    ) -> T:
+        """Run ``consume`` on a worker thread over the archive's bytes as git writes them.
+
+        The same archive as :meth:`archive`, read from a pipe: whoever reads it
+        can work while git is still writing. consume runs on executor (the
+        loop's default when None; it blocks on the pipe, so give it threads of
+        its own), and only once git runs, so a git waiting for a slot holds no
+        thread. A consumer that stops early on purpose raises
+        :class:`StopReading`: the pipe closes, git stops on the broken pipe,
+        and that exception is raised. A failing git raises as in :meth:`archive`.
+        """
+        args = await self._archive_args(commit, subdir)
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+        started: list[asyncio.Future[T]] = []
+
+        def work() -> T:
+            with open(read_fd, "rb", buffering=1 << 20) as reader:
+                return consume(reader)
+
+        def spawned() -> None:  # a reader thread only for a git that runs: never one waiting
+            started.append(loop.run_in_executor(executor, work))
+
+        try:
+            await self.runner.run(
+                args, git_dir=self.dir, stdout_fd=write_fd, on_spawn=spawned, key=self.key
+            )
+        except GitError as exc:
+            # A consumer that gave up closed the pipe, and git died of it: its reason wins.
+            reason = await _reader_outcome(started, read_fd)
+            if isinstance(reason, StopReading):
+                raise reason from None
+            raise _archive_error(exc, commit, subdir) from None
+        except BaseException:
+            await _reader_outcome(started, read_fd)  # never leave the worker behind
+            raise
+        return await started[0]
+
+    async def _archive_args(self, commit: str, subdir: str) -> list[str]:
         if not self._attributes_ok:
             async with self.lock.hold():
                 await asyncio.to_thread(self._ensure_attributes)
@@ -722,12 +814,7 @@ class GitRepo:
         ]  # fmt: skip
         if subdir:
             args.append(subdir)
-        try:
-            await self.runner.run(args, git_dir=self.dir, stdout_path=dst, key=self.key)
-        except GitError as exc:
-            if "did not match any files" in exc.stderr:
-                raise NotFound(f"directory {subdir} not found at {commit[:12]}") from None
-            raise UpstreamError(f"git archive failed: {exc.stderr.strip()[:200]}") from None
+        return args
 
     def _ensure_attributes(self) -> None:
         info = self.dir / "info"

@@ -20,10 +20,13 @@ import dataclasses
 import posixpath
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
+from typing import BinaryIO
 
 from gomirror.errors import InvalidContent, InvalidVersion, NotFound
 from gomirror.module import gomod, paths, pseudo, semver
+from gomirror.module.zipwrite import Packed
 from gomirror.upstream.git import GitRepo, RevInfo
 
 _S_IFMT = 0o170000
@@ -50,6 +53,16 @@ class ArchiveFile:
     member: str = ""  # name inside the archive ("" when data is set)
     data: bytes | None = None
     stored_at: int = -1  # local header offset of a stored (uncompressed) member, else -1
+    # (sha256 hex, compressed entry) once packing ends, for files packed while streamed
+    packed: Callable[[], tuple[str, Packed]] | None = None
+
+
+def kind_of_mode(mode: int) -> str:
+    """ "regular", "symlink" or "other" for a Unix mode from an archive (no type: regular)."""
+    fmt = mode & _S_IFMT
+    if not fmt:
+        return "regular"
+    return "regular" if fmt == _S_IFREG else "symlink" if fmt == _S_IFLNK else "other"
 
 
 def _has_path_prefix(s: str, prefix: str) -> bool:
@@ -458,17 +471,38 @@ class CodeRepo:
 
     async def archive_files(self, version: str, dst: Path) -> tuple[str, list[ArchiveFile], Path]:
         """Archive a canonical version into dst; return its commit, files and dst (``codeRepo.Zip``)."""
+        commit, subdir = await self._archive_dir(version)
+        await self.git.archive(commit, subdir, dst)
+        files = await asyncio.to_thread(_read_archive, dst, subdir)
+        return commit, await self._with_license(commit, subdir, files), dst
+
+    async def archive_stream(
+        self,
+        version: str,
+        consume: Callable[[BinaryIO, str], list[ArchiveFile]],
+        executor: Executor | None = None,
+    ) -> tuple[str, list[ArchiveFile]]:
+        """Like archive_files, with ``consume(stream, subdir)`` reading git's archive as it comes."""
+        commit, subdir = await self._archive_dir(version)
+        files = await self.git.archive_to(commit, subdir, lambda f: consume(f, subdir), executor)
+        return commit, await self._with_license(commit, subdir, files)
+
+    async def _archive_dir(self, version: str) -> tuple[str, str]:
         try:
             commit, subdir, _ = await self.find_dir(version)
         except NotFound as exc:
             raise self._invalid(version, str(exc)) from None
-        await self.git.archive(commit, subdir, dst)
-        files = await asyncio.to_thread(_read_archive, dst, subdir)
+        return commit, subdir
+
+    async def _with_license(
+        self, commit: str, subdir: str, files: list[ArchiveFile]
+    ) -> list[ArchiveFile]:
+        """A module in a subdirectory without a LICENSE gets the repository root's."""
         if subdir and not any(f.path == "LICENSE" for f in files):
             data = await self.git.read_file(commit, "LICENSE")
             if data is not None:
                 files.append(ArchiveFile(path="LICENSE", size=len(data), kind="regular", data=data))
-        return commit, files, dst
+        return files
 
 
 def _read_archive(archive: Path, subdir: str) -> list[ArchiveFile]:
@@ -491,11 +525,7 @@ def _read_archive(archive: Path, subdir: str) -> list[ArchiveFile]:
             name = name[len(prefix_dir) :]
             if not name or name.endswith("/"):
                 continue
-            mode = zi.external_attr >> 16
-            kind = "regular"
-            if zi.create_system == 3 and mode & _S_IFMT:
-                fmt = mode & _S_IFMT
-                kind = "regular" if fmt == _S_IFREG else "symlink" if fmt == _S_IFLNK else "other"
+            kind = kind_of_mode(zi.external_attr >> 16) if zi.create_system == 3 else "regular"
             stored = zi.compress_type == zipfile.ZIP_STORED and zi.compress_size == zi.file_size
             files.append(
                 ArchiveFile(
