@@ -52,6 +52,7 @@ __all__ = [
     "check_zip_files",
     "create_zip",
     "create_zip_from_dir",
+    "hash_and_pack",
     "is_vendored_package",
     "list_dir_files",
 ]
@@ -62,7 +63,7 @@ MAX_LICENSE = 16 << 20
 _READ_WHOLE = 1 << 20  # inputs up to this size are read in one call and compressed in one
 _PARALLEL_FROM = 2 << 20  # modules with this much content are compressed on several threads
 _PACKERS = 4
-_BATCH = 256 << 10
+PACK_BATCH = 256 << 10  # bytes of content per job handed to a packing thread
 
 _NOT_CLEAN = "file path is not clean"
 _NOT_RELATIVE = "file path is not relative"
@@ -430,7 +431,7 @@ class _Packer:
             return
         self._batch.append((name, data))
         self._batch_bytes += len(data)
-        if self._batch_bytes >= _BATCH:
+        if self._batch_bytes >= PACK_BATCH:
             self._submit()
 
     def add_ready(self, name: str, size: int, packed: Callable[[], tuple[str, Packed]]) -> None:
@@ -479,8 +480,17 @@ class _Ready:
         self.result = get
 
 
+def hash_and_pack(data: bytes | memoryview) -> tuple[str, Packed]:
+    """An entry's content as create_zip needs it: (hex SHA-256 for the h1:, compressed entry).
+
+    Thread-safe and GIL-releasing, so callers may run it on worker threads
+    and hand the result to create_zip through ``ZipFile.packed``.
+    """
+    return hashlib.sha256(data).hexdigest(), pack(data)
+
+
 def _pack_batch(items: list[tuple[str, bytes | memoryview]]) -> list[tuple[str, str, Packed]]:
-    return [(name, hashlib.sha256(data).hexdigest(), pack(data)) for name, data in items]
+    return [(name, *hash_and_pack(data)) for name, data in items]
 
 
 def _limited_reader(r: BinaryIO, f: ZipFile) -> Callable[[], bytes]:

@@ -3,7 +3,7 @@
 Contract: :func:`read_members` consumes ``git archive --format=zip -0`` from a
 pipe (see ``GitRepo.archive_to``). Every file's bytes are handed, in batches
 of about 256 KiB, to a thread pool that hashes and compresses them
-(``zipwrite.pack``) while git is still writing the rest, so building the
+(``modzip.hash_and_pack``, as ``create_zip`` itself does) while git is still writing the rest, so building the
 module zip overlaps git's own work instead of following it. What it returns
 is the archive's file list (``vcsrepo.ArchiveFile``, prefix and module
 subdirectory stripped, kinds from the central directory) with, per file, a
@@ -20,19 +20,18 @@ the caller builds the zip from a file as before.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import BinaryIO
 
 from gomirror.module.foldcase import str_to_fold
-from gomirror.module.zipwrite import Packed, pack
+from gomirror.module.modzip import PACK_BATCH, hash_and_pack
+from gomirror.module.zipwrite import Packed
 from gomirror.upstream.git import StopReading
 from gomirror.upstream.vcsrepo import ArchiveFile, kind_of_mode
 
 STREAM_LIMIT = 64 << 20
-_BATCH = 256 << 10
 _LOCAL = struct.Struct("<HHHHHIIIHH")  # after the signature
 _CENTRAL = struct.Struct("<HHHHHHIIIHHHHHII")  # after the signature
 _SIG_LOCAL = b"PK\x03\x04"
@@ -48,7 +47,7 @@ class Unstreamable(StopReading):
 
 
 def _pack_batch(items: list[bytes]) -> list[Result]:
-    return [(hashlib.sha256(data).hexdigest(), pack(data)) for data in items]
+    return [hash_and_pack(data) for data in items]
 
 
 class _Batches:
@@ -66,7 +65,7 @@ class _Batches:
         self._items.append(data)
         self._size += len(data)
         self._pending.append(box.append)
-        if self._size >= _BATCH:
+        if self._size >= PACK_BATCH:
             self.flush()
         return lambda: box[0].result()[index]
 

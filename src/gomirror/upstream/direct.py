@@ -312,9 +312,16 @@ def _create_streamed(
 
         return modzip.ZipFile(f.path, f.size, unread, kind, data, packed=f.packed)
 
+    return _write_zip(dst, module, version, [opener(f) for f in files])
+
+
+def _write_zip(
+    dst: Path, module: str, version: str, inputs: list[modzip.ZipFile]
+) -> modzip.CreateResult:
+    """create_zip into dst; content the zip rules refuse makes the version not found."""
     try:
         with dst.open("wb") as out:
-            return modzip.create_zip(out, module, version, [opener(f) for f in files])
+            return modzip.create_zip(out, module, version, inputs)
     except InvalidContent as exc:
         dst.unlink(missing_ok=True)
         raise NotFound(f"{module}@{version}: create zip: {exc}") from None
@@ -346,13 +353,7 @@ def _create(
             data = _stored_bytes(fd, f) if f.stored_at >= 0 and f.size <= _PREAD_LIMIT else None
             return modzip.ZipFile(f.path, f.size, lambda: open_member(member), kind, data)
 
-        inputs = [opener(f) for f in files]
-        try:
-            with dst.open("wb") as out:
-                return modzip.create_zip(out, module, version, inputs)
-        except InvalidContent as exc:
-            dst.unlink(missing_ok=True)
-            raise NotFound(f"{module}@{version}: create zip: {exc}") from None
+        return _write_zip(dst, module, version, [opener(f) for f in files])
 
 
 _PREAD_LIMIT = 1 << 20
