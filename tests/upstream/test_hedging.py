@@ -409,6 +409,7 @@ def test_a_burst_of_version_fetches_is_spread_over_the_mirrors(
             fastest = r.chain(links(r, a, b), make_policy("fastest"))
             answers = await asyncio.gather(*(fastest.mod(M, V) for _ in range(10)))
             assert {f.body for f in answers} == {answers[0].body}
+            assert fastest.in_flight() == {}  # every finished attempt was counted out
             await asyncio.gather(*(fastest.list(M) for _ in range(6)))
             go = r.chain(links(r, a, b), make_policy("go"))
             await asyncio.gather(*(go.mod(M, V) for _ in range(4)))
