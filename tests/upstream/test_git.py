@@ -15,8 +15,18 @@ import pytest
 from aiohttp import web
 
 from gomirror.errors import NotFound, UpstreamError
-from gomirror.upstream.git import GitRepo, GitRunner, GitSettings, parse_ls_remote, redact_url
-from support.gitrepos import GitWorld, RepoBuilder
+from gomirror.upstream.git import (
+    GitError,
+    GitRepo,
+    GitRunner,
+    GitSettings,
+    _classify_remote_error,
+    _committer_time,
+    _parse_batch,
+    parse_ls_remote,
+    redact_url,
+)
+from support.gitrepos import GIT, GitWorld, RepoBuilder, Symlink
 
 
 def make_repo(world: GitWorld, tmp: Path, name: str, ttl: float = 0.0, **kw: Any) -> GitRepo:
@@ -202,6 +212,27 @@ def test_http_404_is_not_found(tmp_path: Path) -> None:
     assert isinstance(err, NotFound)
 
 
+@pytest.mark.parametrize(
+    ("stderr", "kind"),
+    [
+        ("fatal: repository 'http://127.0.0.1:44013/acme/x/' not found", NotFound),
+        ("fatal: repository 'http://127.0.0.1:34031/acme/x/' not found", NotFound),
+        (
+            "fatal: unable to access 'http://127.0.0.1:40404/acme/x/': "
+            "The requested URL returned error: 403",
+            UpstreamError,
+        ),
+        ("fatal: unable to access 'https://h.test/404/x/': Could not resolve host", UpstreamError),
+    ],
+)
+def test_a_port_or_path_in_the_url_never_reads_as_a_status(
+    stderr: str, kind: type[Exception]
+) -> None:
+    err = _classify_remote_error(GitError(["ls-remote"], 128, stderr), "http://h.test/acme/x")
+    assert type(err) is kind
+    assert ("authentication failed" in str(err)) == ("403" in stderr.rsplit("'", 1)[-1])
+
+
 def test_timeout_kills_git(tmp_path: Path) -> None:
     never = asyncio.Event()
 
@@ -220,6 +251,7 @@ def test_timeout_kills_git(tmp_path: Path) -> None:
         "https://github.com/acme/g",
         'https://git.example.test/we"ird;path#frag\\back slash',
         "ssh://git@git.example.test:2222/group/sub/repo.git",
+        "https://git.example.test/tab\there",  # not quotable here: written by git config
     ],
 )
 def test_created_repository_names_its_remote_exactly(tmp_path: Path, url: str) -> None:
@@ -241,3 +273,80 @@ def test_first_listing_runs_beside_the_repository_creation(
     assert (g.dir / "objects").is_dir()
     second = asyncio.run(g.refs(fresh=True))
     assert first.refs == second.refs and "refs/tags/v1.0.0" in first.refs
+
+
+def test_created_repository_is_one_git_accepts_whole(tmp_path: Path) -> None:
+    """The layout gomirror writes instead of running git init is a sound, empty, bare SHA-1 repository."""
+    runner = GitRunner(GitSettings())
+    g = GitRepo(runner, tmp_path / "cache", "https://github.com/acme/g", 0.0)
+    asyncio.run(g._init())
+
+    def git(*args: str) -> str:
+        code, out = asyncio.run(runner.run(list(args), git_dir=g.dir))
+        assert code == 0
+        return out.decode().strip()
+
+    assert git("rev-parse", "--is-bare-repository") == "true"
+    assert git("rev-parse", "--show-object-format") == "sha1"
+    assert git("config", "--get", "core.repositoryformatversion") == "0"
+    assert git("for-each-ref") == ""
+    git("fsck", "--no-dangling")
+    assert (g.dir / "info" / "attributes").read_text() == "\n* -export-subst -export-ignore\n"
+    assert not list(g.dir.parent.glob("*.init-*"))
+
+
+def logged_repo(world: GitWorld, tmp: Path, name: str) -> tuple[GitRepo, Path]:
+    """A GitRepo whose git commands are appended to the returned log file."""
+    log = tmp / "git.log"
+    script = tmp / "git-logged"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{GIT}" "$@"\n', encoding="utf-8")
+    script.chmod(0o755)
+    return make_repo(world, tmp, name, git_binary=str(script)), log
+
+
+def test_commit_lookup_reads_the_watched_files_with_it(world: GitWorld, tmp_path: Path) -> None:
+    """One cat-file --batch per commit answers its time and every watched file, present or not."""
+    r = world.repo("acme/w")
+    r.commit(
+        {
+            "go.mod": "module github.com/acme/w\n",
+            "sub/go.mod": Symlink("../go.mod"),  # a symlink: its blob is the link text
+            "dir/go.mod/x.go": "package x\n",  # a tree where a file is asked for
+        }
+    )
+    r.tag("v1.0.0", annotated=True)
+    tagged = r.git("rev-parse", "v1.0.0^{commit}").strip()
+    when = int(r.git("log", "-n1", "--format=%ct", tagged).strip())
+    g, log = logged_repo(world, tmp_path, "acme/w")
+    for f in ("go.mod", "sub/go.mod", "dir/go.mod", "absent/go.mod"):
+        g.watch_file(f)
+
+    async def run() -> list[bytes | None]:
+        info = await g.stat("v1.0.0")
+        assert (info.name, info.time) == (tagged, when)
+        return [
+            await g.read_file(tagged, f)
+            for f in ("go.mod", "sub/go.mod", "dir/go.mod", "absent/go.mod")
+        ]
+
+    assert asyncio.run(run()) == [b"module github.com/acme/w\n", b"../go.mod", None, None]
+    lines = log.read_text().splitlines()
+    assert sum("cat-file" in line for line in lines) == 1, lines
+    assert not any(" log " in f" {line} " for line in lines)
+
+
+def test_batch_output_parses_missing_and_ambiguous_names() -> None:
+    h = "a" * 40
+    out = f"{h} blob 3\nabc\nnope missing\n1234567 ambiguous\n{h} commit 0\n\n".encode()
+    assert _parse_batch(out, 4) == [(h, "blob", b"abc"), None, None, (h, "commit", b"")]
+    assert _parse_batch(b"", 2) == []  # nothing parsed: callers treat it as missing
+
+
+def test_committer_time_is_read_from_the_header_only() -> None:
+    commit = (
+        b"tree " + b"b" * 40 + b"\nauthor A <a@x> 1700000000 +0100\n"
+        b"committer C <c@x> 1700003600 -0500\n\ncommitter X <x@x> 1 +0000\n"
+    )
+    assert _committer_time(commit) == 1700003600
+    assert _committer_time(b"tree x\ncommitter broken\n\n") is None
+    assert _committer_time(b"tree x\n\ncommitter C <c@x> 5 +0000\n") is None

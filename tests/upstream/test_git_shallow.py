@@ -21,9 +21,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -302,14 +302,15 @@ def test_one_tag_asked_three_ways_at_once_runs_each_git_question_once(
 
     with_direct(world, tmp_path, git, three_ways)
     lines = log.read_text().splitlines()
-    verbs = ["log" if " log " in f" {line} " else line.split()[0] for line in lines]
-    assert verbs.count("ls-remote") == 1
+    verbs = [
+        next(a for a in line.split() if not a.startswith("-") and "=" not in a) for line in lines
+    ]
+    # The repository is created without git (no init, no config: the remote is
+    # written with it); the commit is looked up once, after the fetch, and its
+    # go.mod is read by that same cat-file --batch (no log, no second cat-file).
+    assert sorted(verbs) == ["archive", "cat-file", "fetch", "ls-remote"], lines
     assert len(fetches(log)) == 1
-    # The commit is looked up once, after the fetch: a repository this process
-    # has just created is known to hold nothing before it.
-    assert verbs.count("log") == 1
-    assert "config" not in verbs  # the remote is written with the new repository
-    assert sum(line.endswith(":go.mod") for line in lines) == 1
+    assert any("cat-file --batch" in line for line in lines)
 
 
 def _gated_git(tmp: Path) -> tuple[Path, Path]:
@@ -347,6 +348,71 @@ def test_a_new_repository_fetches_the_tag_while_listing_refs(
     [fetch] = fetches(log)  # the speculative fetch was the only one needed
     assert "--depth=1" in fetch and fetch.endswith("+refs/tags/v1.1.0:refs/tags/v1.1.0")
     assert lines.index(fetch) < next(i for i, x in enumerate(lines) if "ls-remote" in x)
+
+
+class _CallOrder(GitRunner):
+    """The real runner, noting which git command each run() call was for, in order."""
+
+    def __init__(self, settings: GitSettings) -> None:
+        super().__init__(settings)
+        self.calls: list[str] = []
+
+    async def run(self, args: Sequence[str], **kw: Any) -> tuple[int, bytes]:
+        self.calls.append(next(a for a in args if not a.startswith("-") and "=" not in a))
+        return await super().run(args, **kw)
+
+
+def test_the_speculative_fetch_starts_before_the_listing(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    """Starting a git blocks the loop: the fetch, the long one, is started first."""
+    runner = _CallOrder(GitSettings(git_config=world.git_config))
+    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 3600.0)
+
+    async def body() -> str:
+        g.speculate_tag("v1.1.0")
+        try:
+            return (await g.stat("v1.1.0")).version
+        finally:
+            await g.close()
+
+    assert asyncio.run(body()) == "v1.1.0"
+    assert runner.calls == ["fetch", "ls-remote", "cat-file"]
+
+
+def test_the_listing_does_not_wait_for_a_speculation_that_cannot_start(
+    world: GitWorld, deep: RepoBuilder, tmp_path: Path
+) -> None:
+    """Another process holding the new repository's lock: ls-remote still runs meanwhile."""
+    git, log = logging_git(tmp_path)
+    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
+    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 3600.0)
+
+    async def body() -> str:
+        g.lock.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(g.lock.path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # "another worker" is creating the repository
+        try:
+            g.speculate_tag("v1.1.0")
+            task = asyncio.create_task(g.stat("v1.1.0"))
+            deadline = time.monotonic() + 20
+            while not any("ls-remote" in line for line in _lines(log)):
+                assert time.monotonic() < deadline, "ls-remote waited for the lock"
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            assert fetches(log) == []
+        finally:
+            os.close(fd)
+        try:
+            return (await asyncio.wait_for(task, 20)).version
+        finally:
+            await g.close()
+
+    assert asyncio.run(body()) == "v1.1.0"
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
 
 
 def test_a_speculative_fetch_of_a_missing_tag_changes_nothing(

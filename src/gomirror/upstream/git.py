@@ -52,6 +52,8 @@ _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _MIN_HASH_DIGITS = 7
 _ATTRIBUTES = "\n* -export-subst -export-ignore\n"
 _STDERR_LIMIT = 4096
+_MAX_WATCHED = 8
+_SPECULATION_HEAD_START = 0.05  # seconds ls-remote waits for a speculative fetch to start
 # Written once every branch and tag has been fetched with full history; from
 # then on single-ref fetches are incremental instead of shallow.
 _COMPLETE_MARKER = "gomirror-complete"
@@ -67,17 +69,19 @@ _NOT_FOUND_MARKERS = (
     "does not appear to be a git repository",
     "not found",
     "no such file or directory",
-    "404",
 )
 _AUTH_MARKERS = (
     "authentication failed",
     "could not read username",
     "could not read password",
     "permission denied",
-    "403",
-    "401",
     "terminal prompts disabled",
 )
+_AUTH_STATUS_RE = re.compile(r"\b40[13]\b")
+_NOT_FOUND_STATUS_RE = re.compile(r"\b404\b")
+# URLs in git's messages are left out when they are classified: a port such
+# as 44013 or a path must not read as an HTTP status or a marker.
+_URL_RE = re.compile(r"[a-z][a-z0-9+.\-]*://[^\s'\"]*", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -258,6 +262,7 @@ class GitRunner:
         on_spawn: Callable[[], None] | None = None,
         ok_codes: tuple[int, ...] = (0,),
         key: str = "",
+        stdin: bytes | None = None,
     ) -> tuple[int, bytes]:
         """Run ``git args``; return (exit code, stdout) or raise GitError / UpstreamError.
 
@@ -266,6 +271,7 @@ class GitRunner:
         given, is where the child writes its output (a pipe's write end, say);
         it is closed here once the child has it, or on any failure to start.
         on_spawn is called once the child runs (it then holds a slot).
+        stdin, when given, is written to the child's standard input.
         """
         env = dict(self._env)
         if git_dir is not None:
@@ -280,7 +286,9 @@ class GitRunner:
                     proc = await asyncio.create_subprocess_exec(
                         self.settings.git_binary,
                         *args,
-                        stdin=asyncio.subprocess.DEVNULL,
+                        stdin=asyncio.subprocess.DEVNULL
+                        if stdin is None
+                        else asyncio.subprocess.PIPE,
                         stdout=out_fd if out_fd is not None else asyncio.subprocess.PIPE,
                         stderr=asyncio.subprocess.PIPE,
                         env=env,
@@ -295,7 +303,7 @@ class GitRunner:
                         out_fd = None
                 if on_spawn is not None:
                     on_spawn()
-                code, out, err = await self._wait(proc, args)
+                code, out, err = await self._wait(proc, args, stdin)
                 log.debug(
                     "git run",
                     extra={"cmd": args[0], "code": code, "duration": time.monotonic() - started},
@@ -308,11 +316,11 @@ class GitRunner:
         return code, out or b""
 
     async def _wait(
-        self, proc: asyncio.subprocess.Process, args: Sequence[str]
+        self, proc: asyncio.subprocess.Process, args: Sequence[str], stdin: bytes | None
     ) -> tuple[int, bytes | None, bytes | None]:
         """Wait for proc within the timeout; kill its process group on timeout or cancellation."""
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.settings.timeout)
+            out, err = await asyncio.wait_for(proc.communicate(stdin), self.settings.timeout)
         except (TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -349,14 +357,66 @@ def _archive_error(exc: GitError, commit: str, subdir: str) -> Exception:
 
 def _classify_remote_error(exc: GitError, url: str) -> Exception:
     """Map a failed network git command to NotFound / auth UpstreamError / UpstreamError."""
-    low = exc.stderr.lower()
+    low = _URL_RE.sub("", exc.stderr.lower())
     label = url_label(url)
-    if any(m in low for m in _AUTH_MARKERS):
+    if any(m in low for m in _AUTH_MARKERS) or _AUTH_STATUS_RE.search(low):
         return UpstreamError(f"authentication failed for {label}")
-    if any(m in low for m in _NOT_FOUND_MARKERS):
+    if any(m in low for m in _NOT_FOUND_MARKERS) or _NOT_FOUND_STATUS_RE.search(low):
         return NotFound(f"repository {label} not found")
     first = exc.stderr.strip().splitlines()[-1:] or ["git failed"]
     return UpstreamError(f"git error for {label}: {first[0]}")
+
+
+def _parse_batch(out: bytes, count: int) -> list[tuple[str, str, bytes] | None]:
+    """The objects of ``git cat-file --batch`` output: (hash, type, content), None if missing.
+
+    Output that does not parse ends the list early: callers treat what is
+    absent as missing.
+    """
+    objects: list[tuple[str, str, bytes] | None] = []
+    pos = 0
+    while len(objects) < count:
+        end = out.find(b"\n", pos)
+        if end < 0:
+            break
+        header = out[pos:end].decode("ascii", "replace").split(" ")
+        pos = end + 1
+        if len(header) != 3 or not header[2].isdigit() or not is_hex(header[0]):
+            objects.append(None)  # "<name> missing" / "<name> ambiguous"
+            continue
+        size = int(header[2])
+        objects.append((header[0], header[1], out[pos : pos + size]))
+        pos += size + 1
+    return objects
+
+
+def _committer_time(commit: bytes) -> int | None:
+    """The committer timestamp (``%ct``) from a raw commit object's header, or None."""
+    for line in commit.split(b"\n\n", 1)[0].split(b"\n"):
+        if line.startswith(b"committer "):
+            fields = line.rsplit(b" ", 2)
+            if len(fields) == 3 and fields[1].isdigit():
+                return int(fields[1])
+            return None
+    return None
+
+
+def _write_bare_layout(repo: Path, quoted_url: str | None) -> None:
+    """Write an empty bare repository at repo, as ``git init --bare --template=`` would.
+
+    What git needs to recognise a repository (gitrepository-layout(5)):
+    ``HEAD``, ``objects/`` and ``refs/``, plus a version-0 (SHA-1) config. The
+    remote goes into the config when its URL can be quoted safely, and the
+    attributes every archive needs (``_ATTRIBUTES``) into ``info/attributes``.
+    """
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
+        (repo / sub).mkdir(parents=True)
+    (repo / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+    config = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
+    if quoted_url is not None:
+        config += f'[remote "origin"]\n\turl = {quoted_url}\n'
+    (repo / "config").write_text(config, encoding="utf-8")
+    (repo / "info" / "attributes").write_text(_ATTRIBUTES, encoding="utf-8")
 
 
 class GitRepo:
@@ -394,11 +454,22 @@ class GitRepo:
         # Commits never change: a full hash once seen locally stays (hash, commit time).
         self._commits: dict[str, tuple[str, int]] = {}
         self._file_cache: dict[tuple[str, str], bytes | None] = {}
+        self._watched: list[str] = []  # files read with every commit lookup (watch_file)
         self._created: tuple[int, int] | None = None  # objects signature when this made it
         self._speculation: asyncio.Task[None] | None = None
+        # Set once the speculative fetch runs (or will not): ls-remote starts after it.
+        self._speculation_spawned = asyncio.Event()
 
-    async def _git(self, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[int, bytes]:
-        return await self.runner.run(args, git_dir=self.dir, ok_codes=ok_codes, key=self.key)
+    async def _git(
+        self,
+        *args: str,
+        ok_codes: tuple[int, ...] = (0,),
+        stdin: bytes | None = None,
+        on_spawn: Callable[[], None] | None = None,
+    ) -> tuple[int, bytes]:
+        return await self.runner.run(
+            args, git_dir=self.dir, ok_codes=ok_codes, key=self.key, stdin=stdin, on_spawn=on_spawn
+        )
 
     # -- the repository on disk ------------------------------------------------------
 
@@ -414,26 +485,32 @@ class GitRepo:
     async def _create(self) -> None:
         """Create the bare repository beside its final name and rename it into place.
 
-        A crash half-way leaves only a temp directory, never a repository
-        without its remote; the lock is held, so leftovers are ours to remove.
+        The layout is written directly (``_write_bare_layout``) rather than by
+        ``git init``: a handful of directories and three small files, written
+        on the loop without a thread hop, since the first fetch into a new
+        repository waits for them. A crash half-way leaves only a temp
+        directory, never a repository without its remote; the lock is held,
+        so leftovers are ours to remove.
         """
-        parent = self.dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        for stale in [*parent.glob(f"{self.dir.name}.init-*"), self.dir]:
+        for stale in self._leftovers():
             await asyncio.to_thread(shutil.rmtree, stale, True)
-        tmp = parent / f"{self.dir.name}.init-{os.getpid()}"
-        # No template: sample hooks and a description are of no use in a cache.
-        await self.runner.run(["init", "--bare", "--quiet", "--template=", str(tmp)], key=self.key)
+        tmp = self.dir.parent / f"{self.dir.name}.init-{os.getpid()}"
         quoted = _config_quote(self.url)
-        if quoted is None:
+        _write_bare_layout(tmp, quoted)
+        if quoted is None:  # a URL only git itself can write into the config
             await self.runner.run(
                 ["config", "remote.origin.url", self.url], git_dir=tmp, key=self.key
             )
-        else:  # one process less on the first question about a repository
-            with (tmp / "config").open("a", encoding="utf-8") as f:
-                f.write(f'[remote "origin"]\n\turl = {quoted}\n')
         self._created = self._objects_signature_of(tmp)
         tmp.rename(self.dir)
+        self._attributes_ok = True
+
+    def _leftovers(self) -> list[Path]:
+        """Earlier attempts' temp directories and a repository without objects."""
+        parent = self.dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        found = [*parent.glob(f"{self.dir.name}.init-*"), self.dir]
+        return [p for p in found if p.is_symlink() or p.exists()]
 
     def _complete(self) -> bool:
         return (self.dir / _COMPLETE_MARKER).exists()
@@ -467,6 +544,12 @@ class GitRepo:
             await self._init()
             _, out = await self._git("ls-remote", "-q", "--end-of-options", "origin")
             return out
+        if self._speculation is not None:
+            # Starting git blocks the loop for a moment: the speculative fetch,
+            # the longer of the two, goes first, unless it cannot start at once
+            # (another process holds the repository).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._speculation_spawned.wait(), _SPECULATION_HEAD_START)
         creating = asyncio.ensure_future(self._init())
         try:
             # GIT_DIR names the repository being created: git must not go looking
@@ -564,10 +647,13 @@ class GitRepo:
                 code, _ = await self._git(
                     *_FETCH_CONFIG, "fetch", "-q", "-f", "--depth=1", "--end-of-options",
                     "origin", f"+{ref}:{ref}", ok_codes=(0, 1, 128),
+                    on_spawn=self._speculation_spawned.set,
                 )  # fmt: skip
             log.debug("git speculative fetch", extra={"url": self.public_url, "code": code})
         except (GitError, UpstreamError, OSError) as exc:
             log.debug("git speculative fetch failed", extra={"url": self.public_url, "error": exc})
+        finally:
+            self._speculation_spawned.set()  # never leave ls-remote waiting
 
     async def close(self) -> None:
         """Stop a speculative fetch still running."""
@@ -612,10 +698,49 @@ class GitRepo:
 
     # -- questions ---------------------------------------------------------------------
 
+    def watch_file(self, file: str) -> None:
+        """Read file (a path from the repository root) with every commit looked up from now on.
+
+        The version resolver reads a module's go.mod at nearly every commit
+        it resolves: read together with the commit, it costs no git process
+        of its own. At most ``_MAX_WATCHED`` paths are kept.
+        """
+        if file not in self._watched and len(self._watched) < _MAX_WATCHED:
+            self._watched.append(file)
+
     async def _log1(self, rev: str) -> tuple[str, int] | None:
+        """(full hash, commit time) of rev's commit if it is local, else None.
+
+        One ``git cat-file --batch`` reads the commit and the watched files at
+        it (those land in the file cache). rev is a hash or hash prefix here.
+        """
         known = self._commits.get(rev)
         if known is not None:
             return known
+        watched = list(self._watched)
+        names = [f"{rev}^{{commit}}", *(f"{rev}^{{commit}}:{f}" for f in watched)]
+        _, out = await self._git(
+            "cat-file", "--batch", stdin="".join(n + "\n" for n in names).encode()
+        )
+        objects = _parse_batch(out, len(names))
+        commit = objects[0] if objects else None
+        if commit is None or commit[1] != "commit":
+            return None
+        when = _committer_time(commit[2])
+        if when is None:
+            return await self._log1_by_log(commit[0])
+        found = commit[0], when
+        if len(self._commits) > 4096:
+            self._commits.clear()
+        self._commits[found[0]] = found
+        for file, obj in zip(watched, objects[1:], strict=True):
+            self._remember_file(
+                found[0], file, obj[2] if obj is not None and obj[1] == "blob" else None
+            )
+        return found
+
+    async def _log1_by_log(self, rev: str) -> tuple[str, int] | None:
+        """``git log``'s answer for a commit whose header does not parse (its own date rules)."""
         code, out = await self._git(
             "-c", "log.showsignature=false", "log", "--no-decorate", "-n1",
             "--format=format:%H %ct", "--end-of-options", rev, "--",
@@ -624,11 +749,7 @@ class GitRepo:
         fields = out.decode("ascii", "replace").split()
         if code != 0 or len(fields) < 2 or not is_hex(fields[0]):
             return None
-        found = fields[0], int(fields[1])
-        if len(self._commits) > 4096:
-            self._commits.clear()
-        self._commits[found[0]] = found
-        return found
+        return fields[0], int(fields[1])
 
     async def stat(self, rev: str) -> RevInfo:
         """Resolve a tag, branch, ``HEAD`` or hash prefix to a commit (``git.go``'s stat).
@@ -700,15 +821,17 @@ class GitRepo:
         )
 
     async def _read_file(self, commit: str, file: str) -> bytes | None:
-        key = (commit, file)
         code, out = await self._git(
             "cat-file", "--end-of-options", "blob", f"{commit}:{file}", ok_codes=(0, 128)
         )
         data = out if code == 0 else None
+        self._remember_file(commit, file, data)
+        return data
+
+    def _remember_file(self, commit: str, file: str, data: bytes | None) -> None:
         if len(self._file_cache) > 4096:
             self._file_cache.clear()
-        self._file_cache[key] = data
-        return data
+        self._file_cache[(commit, file)] = data
 
     async def merged_tags(self, commit: str, prefix: str) -> list[str]:
         """Tag names starting with prefix whose commits are ancestors of (or equal to) commit.

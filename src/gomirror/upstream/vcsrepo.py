@@ -121,6 +121,10 @@ class CodeRepo:
         self.path_major = major
         self.pseudo_major = _path_major_prefix(major)
         self.tag_prefix = code_dir + "/" if code_dir else ""
+        # find_dir reads these at nearly every commit: read them with the commit lookup.
+        git.watch_file(posixpath.join(code_dir, "go.mod"))
+        if major and code_root != mod_path and not major.startswith("."):
+            git.watch_file(posixpath.join(code_dir, major[1:], "go.mod"))
 
     # -- errors -----------------------------------------------------------------
 
