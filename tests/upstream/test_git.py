@@ -340,6 +340,7 @@ def test_batch_output_parses_missing_and_ambiguous_names() -> None:
     out = f"{h} blob 3\nabc\nnope missing\n1234567 ambiguous\n{h} commit 0\n\n".encode()
     assert _parse_batch(out, 4) == [(h, "blob", b"abc"), None, None, (h, "commit", b"")]
     assert _parse_batch(b"", 2) == []  # nothing parsed: callers treat it as missing
+    assert _parse_batch(f"{h} blob 9\nabc\n".encode(), 1) == []  # cut short
 
 
 def test_committer_time_is_read_from_the_header_only() -> None:

@@ -47,6 +47,13 @@ def logging_git(tmp: Path) -> tuple[Path, Path]:
     return script, log
 
 
+def logged_repo(world: GitWorld, tmp: Path, refs_ttl: float) -> tuple[GitRepo, Path]:
+    """A GitRepo of the deep module whose git commands go to the returned log."""
+    git, log = logging_git(tmp)
+    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
+    return GitRepo(runner, tmp / "cache", f"https://{M}", refs_ttl), log
+
+
 def fetches(log: Path) -> list[str]:
     if not log.exists():
         return []
@@ -192,9 +199,7 @@ def test_pseudo_version_ancestry_completes_history(
 def test_complete_repository_fetches_new_tags_incrementally(
     world: GitWorld, deep: RepoBuilder, tmp_path: Path
 ) -> None:
-    git, log = logging_git(tmp_path)
-    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
-    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 0.0)
+    g, log = logged_repo(world, tmp_path, 0.0)
 
     async def body() -> None:
         assert await g.merged_tags(deep.head(), "v") == ["v1.0.0", "v1.1.0"]
@@ -214,9 +219,7 @@ def test_complete_repository_fetches_new_tags_incrementally(
 def test_fetch_waits_for_another_process_holding_the_lock(
     world: GitWorld, deep: RepoBuilder, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    git, log = logging_git(tmp_path)
-    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
-    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 3600.0)
+    g, log = logged_repo(world, tmp_path, 3600.0)
     caplog.set_level(logging.DEBUG, logger="gomirror.upstream.git_lock")
 
     async def body() -> None:
@@ -384,9 +387,7 @@ def test_the_listing_does_not_wait_for_a_speculation_that_cannot_start(
     world: GitWorld, deep: RepoBuilder, tmp_path: Path
 ) -> None:
     """Another process holding the new repository's lock: ls-remote still runs meanwhile."""
-    git, log = logging_git(tmp_path)
-    runner = GitRunner(GitSettings(git_config=world.git_config, git_binary=str(git)))
-    g = GitRepo(runner, tmp_path / "cache", f"https://{M}", 3600.0)
+    g, log = logged_repo(world, tmp_path, 3600.0)
 
     async def body() -> str:
         g.lock.path.parent.mkdir(parents=True, exist_ok=True)

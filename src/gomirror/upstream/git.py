@@ -385,6 +385,8 @@ def _parse_batch(out: bytes, count: int) -> list[tuple[str, str, bytes] | None]:
             objects.append(None)  # "<name> missing" / "<name> ambiguous"
             continue
         size = int(header[2])
+        if pos + size > len(out):
+            break  # cut short: not an answer
         objects.append((header[0], header[1], out[pos : pos + size]))
         pos += size + 1
     return objects
@@ -733,7 +735,8 @@ class GitRepo:
         if len(self._commits) > 4096:
             self._commits.clear()
         self._commits[found[0]] = found
-        for file, obj in zip(watched, objects[1:], strict=True):
+        # Only what the output answered is remembered: a missing file as None.
+        for file, obj in zip(watched, objects[1:], strict=False):
             self._remember_file(
                 found[0], file, obj[2] if obj is not None and obj[1] == "blob" else None
             )
