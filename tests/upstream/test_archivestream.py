@@ -33,11 +33,6 @@ M = "github.com/acme/stream"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GitWorld:
-    return GitWorld(tmp_path / "world")
-
-
-@pytest.fixture
 def repo(world: GitWorld) -> RepoBuilder:
     r = world.repo("acme/stream")
     r.commit(

@@ -34,11 +34,6 @@ M = "github.com/acme/d"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GitWorld:
-    return GitWorld(tmp_path / "world")
-
-
-@pytest.fixture
 def repo(world: GitWorld) -> RepoBuilder:
     r = world.repo("acme/d")
     r.commit({"go.mod": f"module {M}\n\ngo 1.22\n", "d.go": "package d\n", "LICENSE": "MIT\n"})

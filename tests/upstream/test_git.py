@@ -35,11 +35,6 @@ def make_repo(world: GitWorld, tmp: Path, name: str, ttl: float = 0.0, **kw: Any
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GitWorld:
-    return GitWorld(tmp_path / "world")
-
-
-@pytest.fixture
 def repo(world: GitWorld) -> RepoBuilder:
     r = world.repo("acme/g")
     r.commit({"go.mod": "module github.com/acme/g\n", "a.go": "package g\n"})

@@ -21,11 +21,6 @@ M = "github.com/acme/pre"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GitWorld:
-    return GitWorld(tmp_path / "world")
-
-
-@pytest.fixture
 def repo(world: GitWorld) -> RepoBuilder:
     r = world.repo("acme/pre")
     r.commit({"go.mod": f"module {M}\n", "p.go": "package pre\n", "LICENSE": "MIT\n"})

@@ -72,11 +72,6 @@ def local_commits(cache_repo: Path) -> int:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GitWorld:
-    return GitWorld(tmp_path / "world")
-
-
-@pytest.fixture
 def deep(world: GitWorld) -> RepoBuilder:
     r = world.repo("acme/deep")
     r.commit({"go.mod": f"module {M}\n", "a.go": "package deep\n"})
