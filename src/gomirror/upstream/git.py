@@ -601,7 +601,7 @@ class GitRepo:
         the cost is one redundant fetch, never a wrong answer).
         """
         async with self.lock.hold():
-            if self._objects_signature() != seen and await self._log1(target) is not None:
+            if self._objects_signature() != seen and await self._commit_of(target) is not None:
                 return True  # another task or process fetched it while we waited
             if ref and full:
                 # A ref the remote advertises, never a bare hash: commits that no
@@ -621,10 +621,10 @@ class GitRepo:
                         extra={"url": self.public_url, "ref": ref, "error": exc.stderr[-200:]},
                     )
                 else:
-                    if await self._log1(full) is not None:
+                    if await self._commit_of(full) is not None:
                         return True
             await self._fetch_all_locked(snap)
-            return await self._log1(target) is not None
+            return await self._commit_of(target) is not None
 
     def speculate_tag(self, tag: str) -> None:
         """Start fetching ``refs/tags/<tag>`` before ``ls-remote`` answers, for a new repository.
@@ -710,7 +710,7 @@ class GitRepo:
         if file not in self._watched and len(self._watched) < _MAX_WATCHED:
             self._watched.append(file)
 
-    async def _log1(self, rev: str) -> tuple[str, int] | None:
+    async def _commit_of(self, rev: str) -> tuple[str, int] | None:
         """(full hash, commit time) of rev's commit if it is local, else None.
 
         One ``git cat-file --batch`` reads the commit and the watched files at
@@ -729,9 +729,9 @@ class GitRepo:
         if commit is None or commit[1] != "commit":
             return None
         when = _committer_time(commit[2])
-        if when is None:
-            return await self._log1_by_log(commit[0])
-        found = commit[0], when
+        found = (commit[0], when) if when is not None else await self._commit_by_log(commit[0])
+        if found is None:
+            return None
         if len(self._commits) > 4096:
             self._commits.clear()
         self._commits[found[0]] = found
@@ -742,7 +742,7 @@ class GitRepo:
             )
         return found
 
-    async def _log1_by_log(self, rev: str) -> tuple[str, int] | None:
+    async def _commit_by_log(self, rev: str) -> tuple[str, int] | None:
         """``git log``'s answer for a commit whose header does not parse (its own date rules)."""
         code, out = await self._git(
             "-c", "log.showsignature=false", "log", "--no-decorate", "-n1",
@@ -790,9 +790,9 @@ class GitRepo:
         full = target if len(target) == hexlen else ""
         seen = self._objects_signature()
         # A repository this process created and nothing fetched into yet has no commits.
-        logged = None if seen == self._created else await self._log1(target)
+        logged = None if seen == self._created else await self._commit_of(target)
         if logged is None and await self._fetch_commit(snap, ref, full, target, seen):
-            logged = await self._log1(target)
+            logged = await self._commit_of(target)
         if logged is None:
             raise NotFound(f"unknown revision {rev}")
         full, ctime = logged

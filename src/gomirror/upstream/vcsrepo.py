@@ -121,10 +121,16 @@ class CodeRepo:
         self.path_major = major
         self.pseudo_major = _path_major_prefix(major)
         self.tag_prefix = code_dir + "/" if code_dir else ""
+        # A major version's own subdirectory (``vN/``) where its go.mod may live, or "".
+        self._major_dir = (
+            posixpath.join(code_dir, major[1:])
+            if major and code_root != mod_path and not major.startswith(".")
+            else ""
+        )
         # find_dir reads these at nearly every commit: read them with the commit lookup.
         git.watch_file(posixpath.join(code_dir, "go.mod"))
-        if major and code_root != mod_path and not major.startswith("."):
-            git.watch_file(posixpath.join(code_dir, major[1:], "go.mod"))
+        if self._major_dir:
+            git.watch_file(posixpath.join(self._major_dir, "go.mod"))
 
     # -- errors -----------------------------------------------------------------
 
@@ -403,12 +409,8 @@ class CodeRepo:
             or (not self.path_major and mpath1.startswith("gopkg.in/"))
         )
         file2 = ""
-        if (
-            self.path_major
-            and self.code_root != self.mod_path
-            and not self.path_major.startswith(".")
-        ):
-            dir2 = posixpath.join(self.code_dir, self.path_major[1:])
+        if self._major_dir:
+            dir2 = self._major_dir
             file2 = posixpath.join(dir2, "go.mod")
             gomod2 = await self.git.read_file(commit, file2)
             mpath2 = gomod.module_path(gomod2) if gomod2 is not None else ""
